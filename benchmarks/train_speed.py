@@ -1,0 +1,155 @@
+"""Training speed of ISCL: seconds per iteration and achieved GFLOP/s.
+
+One iteration is one ``ISCL.train_step`` (the three updates). Its FLOPs are counted on a real
+step with torch's FlopCounterMode, which counts the convolutions and transposed convolutions
+of every forward pass the step runs and of their backward passes (normalisation and
+activations are not counted). Timing: the median over ``--steps`` iterations after
+``--warmup`` untimed ones, on random patches in [-1, 1] with paper-sized networks.
+
+    python benchmarks/train_speed.py --device cpu --steps 3
+    python benchmarks/train_speed.py --device cuda --steps 20 --amp
+
+Prints a table and writes benchmarks/results/train_speed-<device>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from models import ISCL, ISCLConfig, build_optimizers
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+NETS = ("F", "G", "H", "D_X", "D_Y")
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu",
+                        help="where to train (default: cuda if available)")
+    parser.add_argument("--batch", type=int, default=16, help="patches per domain per iteration (default 16)")
+    parser.add_argument("--patch", type=int, default=64, help="patch side in pixels (default 64)")
+    parser.add_argument("--steps", type=int, default=5, help="timed iterations (default 5)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed iterations first (default 1)")
+    parser.add_argument("--amp", action="store_true", help="bfloat16 autocast")
+    parser.add_argument("--out", type=Path, default=None, help="JSON path (default benchmarks/results/train_speed-<device>.json)")
+    return parser.parse_args()
+
+
+def make_batch(batch: int, patch: int, device: torch.device, channels_last: bool) -> torch.Tensor:
+    x = torch.rand(batch, 1, patch, patch, device=device) * 2 - 1
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def count_flops(step: Callable[[], Any], model: ISCL) -> tuple[int, dict[str, int]]:
+    """FLOPs of one call of ``step``: the total, and per network (forward + backward)."""
+    with FlopCounterMode(display=False) as counter:
+        step()
+    per_module = counter.get_flop_counts()
+    per_net = {}
+    for net in NETS:
+        # FlopCounterMode names modules by their path from the first module it enters.
+        name = type(getattr(model, net)).__name__
+        per_net[net] = 0
+    per_net = {type(getattr(model, net)).__name__: sum(per_module.get(type(getattr(model, net)).__name__, {}).values())
+               for net in NETS}
+    return counter.get_total_flops(), per_net
+
+
+def time_steps(step: Callable[[], Any], device: torch.device, warmup: int, steps: int) -> list[float]:
+    """Seconds of each of ``steps`` calls of ``step`` after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        step()
+    synchronize(device)
+    seconds = []
+    for _ in range(steps):
+        started = time.perf_counter()
+        step()
+        synchronize(device)
+        seconds.append(time.perf_counter() - started)
+    return seconds
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads"
+
+
+def main() -> None:
+    args = parse_args()
+    device = torch.device(args.device)
+    channels_last = device.type == "cuda"
+    amp_dtype = torch.bfloat16 if args.amp else None
+    torch.manual_seed(0)
+    config = ISCLConfig()
+    model = ISCL(config).to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizers = build_optimizers(model, lr=1e-4, total_steps=args.warmup + args.steps + 1)
+    x = make_batch(args.batch, args.patch, device, channels_last)
+    y = make_batch(args.batch, args.patch, device, channels_last)
+
+    def step() -> dict[str, float]:
+        losses = model.train_step(x, y, *optimizers.step_optimizers(), amp_dtype=amp_dtype)
+        optimizers.advance_schedules()
+        return losses
+
+    flops, flops_per_net = count_flops(step, model)
+    seconds = time_steps(step, device, args.warmup, args.steps)
+    median = statistics.median(seconds)
+    result = {
+        "device": args.device,
+        "device_name": device_name(device),
+        "torch": torch.__version__,
+        "batch": args.batch,
+        "patch": args.patch,
+        "amp": "bfloat16" if args.amp else None,
+        "channels_last": channels_last,
+        "config": config.to_dict(),
+        "warmup": args.warmup,
+        "seconds_per_iteration": seconds,
+        "median_seconds_per_iteration": median,
+        "gflop_per_iteration": flops / 1e9,
+        "gflop_per_sample": flops / 1e9 / args.batch,
+        "gflop_per_iteration_by_network": {name: count / 1e9 for name, count in flops_per_net.items()},
+        "achieved_gflop_per_second": flops / 1e9 / median,
+    }
+    print(f"ISCL training speed on {result['device_name']} (torch {torch.__version__})")
+    rows = [
+        ("batch x patch", f"{args.batch} x {args.patch}x{args.patch}"),
+        ("autocast", result["amp"] or "off"),
+        ("timed iterations", f"{args.steps} (after {args.warmup} warm-up)"),
+        ("median s / iteration", f"{median:.3f}"),
+        ("iterations / s", f"{1 / median:.3f}"),
+        ("GFLOP / iteration", f"{result['gflop_per_iteration']:.1f} ({result['gflop_per_sample']:.2f} per sample)"),
+        ("achieved GFLOP/s", f"{result['achieved_gflop_per_second']:.1f}"),
+    ]
+    width = max(len(label) for label, _ in rows)
+    for label, value in rows:
+        print(f"  {label:<{width}}  {value}")
+    out = args.out or RESULTS_DIR / f"train_speed-{args.device}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    temporary = out.with_suffix(".tmp")
+    temporary.write_text(json.dumps(result, indent=2) + "\n")
+    temporary.replace(out)
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""The model file and training checkpoints.
+
+Both are plain dictionaries of tensors and Python values written with ``torch.save`` and
+read with ``torch.load(weights_only=True)``: a model file can never run code. Writes are
+atomic (temporary file, then rename).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from iscl_cli.errors import IsclError
+from iscl_cli.intensity import IntensityMapping
+from iscl_cli.io.atomic import atomic_path
+from models.iscl import ISCL, ISCLConfig
+
+MODEL_FORMAT = "iscl-model"
+MODEL_FORMAT_VERSION = 1
+RUNS_DIR = "iscl-runs"
+MODEL_FILE = "model.pt"
+CHECKPOINT_FILE = "checkpoint.pt"
+INFERENCE_NETS = ("F", "H")
+ALL_NETS = ("F", "G", "H", "D_X", "D_Y")
+
+log = logging.getLogger("iscl")
+
+
+@dataclass
+class LoadedModel:
+    """A model file read back: the networks (eval mode), the intensity mapping and its card."""
+
+    path: Path
+    model: ISCL
+    mapping: IntensityMapping
+    card: dict[str, Any]
+
+
+def save_atomic(payload: dict[str, Any], path: Path) -> None:
+    """``torch.save`` to a temporary file next to ``path``, then rename over it."""
+    with atomic_path(path) as temporary:
+        torch.save(payload, temporary)
+
+
+def load_trusted_dict(path: Path, what: str) -> dict[str, Any]:
+    """``torch.load(weights_only=True)`` with every failure turned into one IsclError line."""
+    if not path.is_file():
+        raise IsclError(f"{what} not found", path)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for foreign or damaged files
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise IsclError(f"not a readable {what} ({first_line})", path) from None
+    if not isinstance(payload, dict):
+        raise IsclError(f"not an iscl {what}", path)
+    return payload
+
+
+def save_model(path: Path, model: ISCL, mapping: IntensityMapping, provenance: dict[str, Any],
+               export: bool = False) -> None:
+    """Write the model file: weights (all five nets, or F and H only with ``export``),
+    architecture config, intensity mapping and provenance."""
+    nets = INFERENCE_NETS if export else ALL_NETS
+    payload = {
+        "format": MODEL_FORMAT,
+        "format_version": MODEL_FORMAT_VERSION,
+        "config": model.config.to_dict(),
+        "nets": {name: {k: v.detach().cpu() for k, v in getattr(model, name).state_dict().items()} for name in nets},
+        "intensity": mapping.to_dict(),
+        "provenance": provenance,
+    }
+    save_atomic(payload, path)
+
+
+def load_model(path: Path, device: torch.device | str = "cpu") -> LoadedModel:
+    """Read a model file written by ``save_model``; the networks come back in eval mode."""
+    payload = load_trusted_dict(path, "model file")
+    if payload.get("format") != MODEL_FORMAT:
+        raise IsclError("not an iscl model file (it may be a training checkpoint: use the run's model.pt)", path)
+    if payload.get("format_version", 0) > MODEL_FORMAT_VERSION:
+        raise IsclError(f"written by a newer iscl (model format {payload['format_version']}); upgrade iscl", path)
+    model = ISCL(ISCLConfig.from_dict(payload["config"]))
+    try:
+        for name, state in payload["nets"].items():
+            getattr(model, name).load_state_dict(state)
+    except (RuntimeError, AttributeError) as error:
+        raise IsclError(f"weights do not match the stored architecture ({str(error).splitlines()[0]})", path) from None
+    missing = [name for name in INFERENCE_NETS if name not in payload["nets"]]
+    if missing:
+        raise IsclError(f"model file lacks the {', '.join(missing)} network(s)", path)
+    model.to(device).eval()
+    card = {
+        "path": str(path),
+        "nets": sorted(payload["nets"]),
+        "config": payload["config"],
+        "intensity": payload["intensity"],
+        "provenance": payload["provenance"],
+    }
+    return LoadedModel(path, model, IntensityMapping.from_dict(payload["intensity"]), card)
+
+
+def read_model_card(path: Path) -> dict[str, Any]:
+    """The description of a model file that ``iscl info`` prints (no networks built)."""
+    return load_model(path).card
+
+
+def newest_model(root: Path) -> Path | None:
+    """The newest ``model.pt`` under ``root/iscl-runs/``, the default for ``iscl denoise``."""
+    candidates = list((root / RUNS_DIR).glob(f"*/{MODEL_FILE}"))
+    return max(candidates, key=lambda p: p.stat().st_mtime) if candidates else None
+
+
+def resolve_model_path(model: Path | None, root: Path) -> Path:
+    """``--model`` if given, else the newest trained model under ``root``; says which on stderr."""
+    if model is not None:
+        return model
+    found = newest_model(root)
+    if found is None:
+        raise IsclError(f"no model given and none found under {root / RUNS_DIR}/; "
+                        "train one with `iscl train` or pass --model")
+    log.info("using model %s (newest under %s/)", found, RUNS_DIR)
+    return found

@@ -1,0 +1,306 @@
+"""The ``iscl`` command line: parses arguments, calls the library, prints.
+
+Every command turns an ``IsclError`` into one line on stderr and exit status 1.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from iscl_cli import __version__
+from iscl_cli.errors import IsclError
+
+app = typer.Typer(
+    name="iscl",
+    help="Unpaired denoising of TIFF stacks and DICOM series with ISCL (Lee & Jeong, IEEE TMI 2021).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class StderrNotes(logging.Handler):
+    """Prints the library's notes (``logging.getLogger("iscl")``) as ``note: ...`` lines on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        err.print(f"note: {record.getMessage()}", markup=False)
+
+
+def setup_notes(quiet: bool = False) -> None:
+    logger = logging.getLogger("iscl")
+    logger.handlers = [StderrNotes()]
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    logger.propagate = False
+
+
+def reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn IsclError into ``error: ...`` and exit 1; Ctrl-C into exit 130; never a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except IsclError as error:
+            err.print(f"error: {error}", markup=False)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            err.print("interrupted: nothing half-written was left behind", markup=False)
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def version_callback(value: bool) -> None:
+    if value:
+        out.print(f"iscl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[Optional[bool], typer.Option("--version", callback=version_callback, is_eager=True,
+                                                    help="Print the version and exit.")] = None,
+) -> None:
+    """Unpaired denoising of TIFF stacks and DICOM series with ISCL."""
+
+
+ChannelOption = Annotated[Optional[int], typer.Option(
+    "--channel", help="For multi-channel/RGB data: the channel (0-based) to use; required when there is more than one.")]
+
+
+@app.command()
+@reports_errors
+def inspect(
+    paths: Annotated[list[str], typer.Argument(help="TIFF files, DICOM files or folders, or glob patterns.")],
+    channel: ChannelOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON list instead of text.")] = False,
+) -> None:
+    """Show what iscl reads from each input: format, series, slices, shape, dtype, value range, spacing."""
+    from iscl_cli.inspect import describe_volume
+    from iscl_cli.io import open_volumes
+
+    setup_notes()
+    descriptions = [describe_volume(volume) for volume in open_volumes(paths, channel=channel)]
+    if as_json:
+        out.print(json.dumps(descriptions, indent=2, default=str), markup=False)
+        return
+    for description in descriptions:
+        out.print(f"[bold]{description.pop('path')}[/bold]")
+        for key, value in description.items():
+            out.print(f"  {key:<18} {value}", markup=False)
+
+
+def parse_assignments(settings: list[str]) -> dict[str, int | float]:
+    """``["gen_base=16", "sigma=0.5"]`` -> ``{"gen_base": 16, "sigma": 0.5}`` (for --net and --param)."""
+    parsed: dict[str, int | float] = {}
+    for setting in settings:
+        key, sep, value = setting.partition("=")
+        if not sep:
+            raise IsclError(f"expected NAME=VALUE (got {setting!r})")
+        try:
+            parsed[key.strip()] = int(value) if value.strip().lstrip("-").isdigit() else float(value)
+        except ValueError:
+            raise IsclError(f"{key}: {value!r} is not a number") from None
+    return parsed
+
+
+class TrainProgress:
+    """A rich bar on a terminal; plain periodic lines otherwise; nothing with ``--quiet``."""
+
+    def __init__(self, quiet: bool, every: int) -> None:
+        self.quiet, self.every = quiet, every
+        self.bar: Progress | None = None
+        self.task = None
+
+    def __enter__(self) -> TrainProgress:
+        if not self.quiet and out.is_terminal:
+            self.bar = Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(),
+                                TextColumn("{task.fields[losses]}"), TextColumn("{task.fields[rate]}"),
+                                TimeElapsedColumn(), TimeRemainingColumn(), console=out)
+            self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+    def __call__(self, report: Any) -> None:
+        losses = report.losses
+        brief = f"D {losses.get('d_total', float('nan')):.3f} G {losses.get('g_total', float('nan')):.3f} " \
+                f"H {losses.get('h_total', float('nan')):.3f}"
+        rate = f"{1.0 / max(report.seconds_per_step, 1e-9):.2f} it/s"
+        if self.bar is not None:
+            if self.task is None:
+                self.task = self.bar.add_task("train", total=report.total, completed=report.step - 1,
+                                              losses=brief, rate=rate)
+            self.bar.update(self.task, completed=report.step, losses=brief, rate=rate)
+        elif not self.quiet and (report.step % self.every == 0 or report.step == report.total):
+            out.print(f"step {report.step}/{report.total}  {brief}  lr {losses.get('lr', 0):.2e}  {rate}", markup=False)
+
+
+@app.command()
+@reports_errors
+def train(
+    noisy: Annotated[list[str], typer.Option("--noisy", help="Noisy images: folders, files or globs (repeatable).")] = [],
+    clean: Annotated[list[str], typer.Option("--clean", help="Clean reference images, unrelated to the noisy ones (repeatable).")] = [],
+    out_dir: Annotated[Optional[str], typer.Option("--out", help="Run folder (default: ./iscl-runs/run-DATE-TIME).")] = None,
+    preset: Annotated[str, typer.Option(help="quick (CPU, minutes) or paper (the paper's settings, for a GPU).")] = "quick",
+    steps: Annotated[Optional[int], typer.Option(help="Training iterations (default: the preset's).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Patches per domain per iteration (default: the preset's).")] = None,
+    patch_size: Annotated[Optional[int], typer.Option(help="Side of the square training patches (default: the preset's).")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Initial learning rate (RAdam; decays to 1e-7). Default 1e-4.")] = None,
+    device: Annotated[str, typer.Option(help="auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps.")] = "auto",
+    seed: Annotated[int, typer.Option(help="Random seed: same seed and data, same run.")] = 0,
+    resume: Annotated[Optional[Path], typer.Option(help="Continue a run from its folder (or checkpoint.pt).")] = None,
+    val_noisy: Annotated[list[str], typer.Option("--val-noisy", help="Paired validation: noisy images (with --val-clean).")] = [],
+    val_clean: Annotated[list[str], typer.Option("--val-clean", help="Paired validation: their clean versions, same order.")] = [],
+    val_every: Annotated[Optional[int], typer.Option(help="Validate every N steps (PSNR/SSIM in metrics.jsonl).")] = None,
+    checkpoint_every: Annotated[Optional[int], typer.Option(help="Write checkpoint.pt every N steps.")] = None,
+    preview_every: Annotated[Optional[int], typer.Option(help="Write a preview PNG every N steps.")] = None,
+    window: Annotated[Optional[str], typer.Option(help="Fixed intensity window LO,HI in physical units (e.g. -1000,1000 for CT in HU) instead of fitted percentiles.")] = None,
+    per_domain: Annotated[bool, typer.Option("--per-domain", help="Fit a separate intensity range to each domain (for different contrasts; see docs/training.md).")] = False,
+    net: Annotated[list[str], typer.Option("--net", help="Override a network size, NAME=VALUE (e.g. --net gen_base=24); repeatable.")] = [],
+    export: Annotated[bool, typer.Option("--export", help="Save only F and H in the model file (inference only, smaller).")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors and the model path.")] = False,
+) -> None:
+    """Learn a denoiser from a folder of noisy scans and an unrelated folder of clean references."""
+    from iscl_cli.intensity import parse_window
+    from iscl_cli.train import make_train_config, train as run_training
+
+    setup_notes(quiet)
+    if resume is None and (not noisy or not clean):
+        raise IsclError("give both --noisy and --clean (or --resume RUN_FOLDER)")
+    config = make_train_config(
+        noisy, clean, preset, network=parse_assignments(net), out=out_dir, steps=steps, batch_size=batch_size,
+        patch_size=patch_size, lr=lr, device=device, seed=seed, val_noisy=val_noisy or None,
+        val_clean=val_clean or None, val_every=val_every, checkpoint_every=checkpoint_every,
+        preview_every=preview_every, window=parse_window(window) if window else None, per_domain=per_domain,
+        export=export,
+    ) if resume is None else None
+    with TrainProgress(quiet, every=10) as progress:
+        model_path = run_training(config, resume=resume, progress=progress)
+    out.print(str(model_path), markup=False)
+
+
+@app.command()
+@reports_errors
+def denoise(
+    inputs: Annotated[list[str], typer.Argument(help="TIFF files, DICOM files or folders, or globs.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output folder (created if needed).")],
+    model: Annotated[Optional[Path], typer.Option(help="Model file (default: newest ./iscl-runs/*/model.pt).")] = None,
+    tile_size: Annotated[int, typer.Option(help="Tile side in pixels.")] = 256,
+    overlap: Annotated[float, typer.Option(help="Tile overlap: a fraction of the tile (< 1) or pixels (>= 1).")] = 0.125,
+    blend: Annotated[str, typer.Option(help="Overlap blending window: gaussian, cosine or constant.")] = "gaussian",
+    batch_size: Annotated[int, typer.Option(help="Tiles per forward pass.")] = 4,
+    device: Annotated[str, typer.Option(help="auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps.")] = "auto",
+    channel: ChannelOption = None,
+    write_noise: Annotated[bool, typer.Option("--write-noise", help="Also write the removed noise (input - output) as <name>.noise.tif (float32).")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace outputs that already exist.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress, only errors.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON summary on stdout.")] = False,
+) -> None:
+    """Denoise TIFF stacks and DICOM series with a trained model; writes the same format to -o."""
+    from iscl_cli.checkpoint import load_model, resolve_model_path
+    from iscl_cli.denoise import TileOptions, plan_outputs, run_plan
+    from iscl_cli.devices import resolve_device
+
+    setup_notes(quiet)
+    started = time.perf_counter()
+    tiles = TileOptions(tile_size=tile_size, overlap=int(overlap) if overlap >= 1 else overlap, blend=blend,
+                        batch_size=batch_size).validated()
+    loaded = load_model(resolve_model_path(model, Path.cwd()), resolve_device(device))
+    plan = plan_outputs(inputs, output, overwrite=overwrite, write_noise=write_noise, channel=channel)
+    show_bar = not quiet and not as_json and out.is_terminal
+
+    def report(job: Any) -> None:
+        if job.error:
+            err.print(f"error: {job.error}", markup=False)
+        elif not quiet and not as_json:
+            out.print(f"{job.volume.source} -> {job.output} ({len(job.volume)} slices, {job.seconds:.1f} s)", markup=False)
+
+    with Progress(TextColumn("denoising"), BarColumn(), MofNCompleteColumn(), TextColumn("slices"),
+                  TimeElapsedColumn(), TimeRemainingColumn(), console=out, disable=not show_bar) as bar:
+        task = bar.add_task("slices", total=plan.total_slices)
+        jobs = run_plan(plan, loaded, output, tiles, on_slice=lambda: bar.advance(task), on_job=report)
+    failed = [job for job in jobs if job.error]
+    if as_json:
+        summary = {"model": str(loaded.path), "jobs": [job.summary() for job in jobs],
+                   "slices": sum(job.summary()["slices"] for job in jobs if not job.error),
+                   "failed": len(failed), "seconds": round(time.perf_counter() - started, 3)}
+        out.print(json.dumps(summary, indent=2), markup=False)
+    if failed and len(jobs) > 1:
+        err.print(f"error: {len(failed)} of {len(jobs)} input(s) failed: " + ", ".join(job.spec for job in failed),
+                  markup=False)
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+@reports_errors
+def info(
+    model: Annotated[Path, typer.Argument(help="A model file (model.pt).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the card as JSON.")] = False,
+) -> None:
+    """Print a model file's card: architecture, training data, steps, intensity mapping, versions."""
+    from iscl_cli.checkpoint import read_model_card
+    from iscl_cli.model_card import format_card
+
+    card = read_model_card(model)
+    out.print(json.dumps(card, indent=2, default=str) if as_json else format_card(card), markup=False)
+
+
+@app.command()
+@reports_errors
+def simulate(
+    noise: Annotated[str, typer.Argument(help="Noise model (see `iscl simulate --list`).")] = "",
+    input_path: Annotated[Optional[Path], typer.Argument(metavar="INPUT", help="Clean TIFF stack.")] = None,
+    output_path: Annotated[Optional[Path], typer.Argument(metavar="OUTPUT", help="Noisy TIFF stack to write.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    param: Annotated[list[str], typer.Option("--param", "-p", help="Noise parameter NAME=VALUE; repeatable.")] = [],
+    list_models: Annotated[bool, typer.Option("--list", help="List the noise models and their parameters.")] = False,
+) -> None:
+    """Write a noisy TIFF stack from a clean one with a noise model practitioners meet."""
+    from iscl_cli.simulate import NOISE_MODELS, describe_noise_models, simulate_stack
+
+    if list_models or not noise:
+        out.print(describe_noise_models(), markup=False)
+        return
+    if noise not in NOISE_MODELS:
+        raise IsclError(f"unknown noise model {noise!r}; choose one of {', '.join(NOISE_MODELS)}")
+    if input_path is None or output_path is None:
+        raise IsclError("give INPUT and OUTPUT TIFF paths")
+    simulate_stack(input_path, output_path, noise, seed=seed, **parse_assignments(param))
+    out.print(str(output_path), markup=False)
+
+
+@app.command()
+@reports_errors
+def demo(
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the example data, run and results.")] = Path("iscl-demo"),
+    full: Annotated[bool, typer.Option("--full", help="A longer, better run (tens of minutes on a CPU).")] = False,
+    device: Annotated[str, typer.Option(help="auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps.")] = "auto",
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Make an unpaired example, train on it, denoise a held-out stack, print PSNR/SSIM, save a preview."""
+    from iscl_cli.demo import run_demo
+
+    setup_notes()
+    result = run_demo(out_dir, full=full, device=device, seed=seed, say=lambda line: out.print(line, markup=False))
+    out.print(f"preview: {result['preview']}", markup=False)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,201 @@
+"""Denoising files: slices in, tiled ISCL inference, the same format out.
+
+A volume is streamed: the next slice is read in a background thread while the current
+one is denoised, and each result goes straight to the writer, so memory does not grow with
+the number of slices. Each input gets its own output; a failure in one is reported and the
+others go on.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tifffile
+import torch
+
+from iscl_cli import __version__
+from iscl_cli.checkpoint import LoadedModel
+from iscl_cli.devices import autocast_dtype
+from iscl_cli.errors import IsclError
+from iscl_cli.intensity import IntensityMapping
+from iscl_cli.io import open_volumes
+from iscl_cli.io.atomic import atomic_path
+from iscl_cli.tiling import sliding_window_inference
+from iscl_cli.volume import Volume
+from models.iscl import ISCL
+
+NOISE_SUFFIX = ".noise.tif"
+BLEND_MODES = ("gaussian", "cosine", "constant")
+BIGTIFF_BYTES = 2**32 - 2**25  # classic TIFF offsets are 32-bit; leave room for tags
+
+
+@dataclass(frozen=True)
+class TileOptions:
+    """How slices are cut into tiles (see ``sliding_window_inference``)."""
+
+    tile_size: int = 256
+    overlap: float | int = 0.125
+    blend: str = "gaussian"
+    batch_size: int = 4
+
+    def validated(self) -> TileOptions:
+        """Refuse options the tiler cannot use (one clear line each)."""
+        if self.tile_size < 16:
+            raise IsclError(f"--tile-size must be at least 16 (got {self.tile_size})")
+        if self.overlap < 0 or (isinstance(self.overlap, int) and self.overlap >= self.tile_size):
+            raise IsclError(f"--overlap must be >= 0 and smaller than the tile (got {self.overlap})")
+        if self.blend not in BLEND_MODES:
+            raise IsclError(f"--blend must be one of {', '.join(BLEND_MODES)} (got {self.blend!r})")
+        if self.batch_size < 1:
+            raise IsclError(f"--batch-size must be at least 1 (got {self.batch_size})")
+        return self
+
+
+def denoise_image(image: np.ndarray, model: ISCL, mapping: IntensityMapping, tiles: TileOptions) -> np.ndarray:
+    """Denoise one 2D slice given in physical units; the result is in physical units too."""
+    device = next(model.parameters()).device
+    x = torch.from_numpy(mapping.to_model(image, "noisy"))[None].to(device)
+    denoised = sliding_window_inference(x, model.denoise, tile_size=tiles.tile_size, overlap=tiles.overlap,
+                                        blend=tiles.blend, batch_size=tiles.batch_size,
+                                        amp_dtype=autocast_dtype(device))
+    return mapping.to_physical(denoised[0].cpu().numpy(), "clean")
+
+
+def prefetched_slices(volume: Volume) -> Iterator[np.ndarray]:
+    """The volume's slices in order, each read in a thread while the previous one is in use."""
+    with ThreadPoolExecutor(max_workers=1) as reader:
+        pending = reader.submit(volume.read_slice, 0) if len(volume) else None
+        for index in range(len(volume)):
+            image = pending.result()
+            if index + 1 < len(volume):
+                pending = reader.submit(volume.read_slice, index + 1)
+            yield image
+
+
+def noise_output_path(out_dir: Path, volume: Volume) -> Path:
+    """Where ``--write-noise`` puts the removed noise: ``<name>.noise.tif``, float32."""
+    return out_dir / (Path(volume.name).stem + NOISE_SUFFIX if volume.format == "tiff" else volume.name + NOISE_SUFFIX)
+
+
+def denoise_volume(volume: Volume, loaded: LoadedModel, out_path: Path, tiles: TileOptions,
+                   noise_path: Path | None = None, on_slice: Callable[[], None] | None = None) -> None:
+    """Denoise every slice of ``volume`` and write them in its format to ``out_path``.
+
+    With ``noise_path``, the removed noise (input - output, physical units) is also written,
+    as a float32 TIFF stack. Both outputs appear only when complete.
+    """
+    note = f"denoised by iscl {__version__} with model {loaded.path}"
+    rows, cols = volume.shape
+    with ExitStack() as stack:
+        noise_writer = None
+        if noise_path is not None:
+            temporary = stack.enter_context(atomic_path(noise_path))
+            big = len(volume) * rows * cols * 4 > BIGTIFF_BYTES
+            noise_writer = stack.enter_context(tifffile.TiffWriter(temporary, bigtiff=big))
+
+        def denoised_slices() -> Iterator[np.ndarray]:
+            for image in prefetched_slices(volume):
+                denoised = denoise_image(image, loaded.model, loaded.mapping, tiles)
+                if noise_writer is not None:
+                    noise_writer.write(image - denoised, contiguous=True, description=note)
+                if on_slice is not None:
+                    on_slice()
+                yield denoised
+
+        volume.write(out_path, denoised_slices(), note)
+
+
+@dataclass
+class DenoiseJob:
+    """One input and where its output goes; ``error`` is set when it failed."""
+
+    spec: str
+    volume: Volume | None = None
+    output: Path | None = None
+    noise_output: Path | None = None
+    error: str | None = None
+    seconds: float = 0.0
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "input": self.spec if self.volume is None else str(self.volume.source),
+            "output": None if self.output is None else str(self.output),
+            "noise_output": None if self.noise_output is None else str(self.noise_output),
+            "slices": 0 if self.volume is None else len(self.volume),
+            "seconds": round(self.seconds, 3),
+            "status": "failed" if self.error else "ok",
+            "error": self.error,
+        }
+
+
+@dataclass
+class DenoisePlan:
+    """Every input opened and given an output path, before any work starts."""
+
+    jobs: list[DenoiseJob] = field(default_factory=list)
+
+    @property
+    def total_slices(self) -> int:
+        return sum(len(job.volume) for job in self.jobs if job.volume is not None and job.error is None)
+
+
+def plan_outputs(specs: Sequence[str], out_dir: Path, overwrite: bool = False, write_noise: bool = False,
+                 channel: int | None = None) -> DenoisePlan:
+    """Open each input and decide its output path; problems are recorded per input, not raised.
+
+    An output is refused when it exists (unless ``overwrite``), when two inputs would write
+    the same output, or when it is one of the inputs.
+    """
+    plan = DenoisePlan()
+    for spec in specs:
+        try:
+            volumes = open_volumes([spec], channel=channel)
+        except IsclError as error:
+            plan.jobs.append(DenoiseJob(spec, error=str(error)))
+            continue
+        plan.jobs.extend(DenoiseJob(spec, volume=volume) for volume in volumes)
+    inputs = {job.volume.source.resolve() for job in plan.jobs if job.volume is not None}
+    taken: dict[Path, str] = {}
+    for job in plan.jobs:
+        if job.volume is None:
+            continue
+        job.output = out_dir / job.volume.name
+        job.noise_output = noise_output_path(out_dir, job.volume) if write_noise else None
+        for target in filter(None, (job.output, job.noise_output)):
+            resolved = target.resolve()
+            if resolved in inputs:
+                job.error = f"{job.volume.source}: output {target} is an input; choose another -o folder"
+            elif resolved in taken:
+                job.error = f"{job.volume.source}: output {target} would also be written for {taken[resolved]}; " \
+                            "denoise them into different -o folders"
+            elif target.exists() and not overwrite:
+                job.error = f"{job.volume.source}: output {target} exists; pass --overwrite to replace it"
+            taken.setdefault(resolved, str(job.volume.source))
+    return plan
+
+
+def run_plan(plan: DenoisePlan, loaded: LoadedModel, out_dir: Path, tiles: TileOptions,
+             on_slice: Callable[[], None] | None = None,
+             on_job: Callable[[DenoiseJob], None] | None = None) -> list[DenoiseJob]:
+    """Denoise every job of ``plan`` that has no error yet; a failing input is recorded and skipped."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for job in plan.jobs:
+        if job.error is None:
+            started = time.perf_counter()
+            try:
+                denoise_volume(job.volume, loaded, job.output, tiles, job.noise_output, on_slice)
+            except IsclError as error:
+                job.error = str(error)
+            except OSError as error:
+                job.error = f"{job.output}: cannot write ({error.strerror or error})"
+            job.seconds = time.perf_counter() - started
+        if on_job is not None:
+            on_job(job)
+    return plan.jobs

@@ -1,0 +1,128 @@
+"""Mapping between physical units (HU, counts, grey values) and the networks' [-1, 1].
+
+The mapping is fitted once on the training data and stored in the model file, so that
+`iscl denoise` maps exactly as `iscl train` did and maps results back to physical units.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from iscl_cli.errors import IsclError
+from iscl_cli.volume import Volume
+
+DEFAULT_PERCENTILES = (0.01, 99.99)
+
+
+@dataclass(frozen=True)
+class IntensityMapping:
+    """Linear maps ``[low, high] -> [-1, 1]`` for the noisy and the clean domain.
+
+    With a shared mapping (the default) both ranges are equal. A per-domain mapping lets
+    domains of different contrast (e.g. SEM noisy vs TEM clean) each fill [-1, 1]; then the
+    denoised output is mapped back with the clean range.
+    """
+
+    noisy_low: float
+    noisy_high: float
+    clean_low: float
+    clean_high: float
+    source: str  # how it was fitted: "percentiles 0.1-99.9, shared", "window -160,240", ...
+
+    @property
+    def shared(self) -> bool:
+        return (self.noisy_low, self.noisy_high) == (self.clean_low, self.clean_high)
+
+    def to_model(self, image: np.ndarray, domain: str = "noisy") -> np.ndarray:
+        """Physical units -> [-1, 1] (values outside the fitted range saturate)."""
+        low, high = self._range(domain)
+        scaled = (image.astype(np.float32) - low) * np.float32(2.0 / (high - low)) - 1.0
+        return np.clip(scaled, -1.0, 1.0, out=scaled)
+
+    def to_physical(self, image: np.ndarray, domain: str = "clean") -> np.ndarray:
+        """[-1, 1] -> physical units."""
+        low, high = self._range(domain)
+        return ((image.astype(np.float32) + 1.0) * np.float32((high - low) / 2.0) + low).astype(np.float32)
+
+    def _range(self, domain: str) -> tuple[float, float]:
+        if domain == "noisy":
+            return self.noisy_low, self.noisy_high
+        if domain == "clean":
+            return self.clean_low, self.clean_high
+        raise ValueError(f"unknown domain {domain!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> IntensityMapping:
+        return cls(**values)
+
+
+def parse_window(text: str) -> tuple[float, float]:
+    """``"-1000,2000"`` -> ``(-1000.0, 2000.0)``; raises IsclError on anything else."""
+    try:
+        low, high = (float(part) for part in text.split(","))
+    except ValueError:
+        raise IsclError(f"--window must be two numbers LO,HI (got {text!r})") from None
+    if not high > low:
+        raise IsclError(f"--window needs LO < HI (got {text!r})")
+    return low, high
+
+
+def sample_pixels(volumes: Sequence[Volume], rng: np.random.Generator, max_slices: int = 64,
+                  pixels_per_slice: int = 65536) -> np.ndarray:
+    """A random subset of pixels from up to ``max_slices`` random slices of ``volumes``.
+
+    Enough for robust percentiles without reading a whole (possibly huge) data set.
+    """
+    slots = [(v, i) for v in volumes for i in range(len(v))]
+    picks = rng.choice(len(slots), size=min(max_slices, len(slots)), replace=False)
+    samples = []
+    for pick in sorted(picks):
+        volume, index = slots[pick]
+        values = volume.read_slice(index).ravel()
+        if values.size > pixels_per_slice:
+            values = values[rng.choice(values.size, size=pixels_per_slice, replace=False)]
+        samples.append(values)
+    return np.concatenate(samples)
+
+
+def robust_range(pixels: np.ndarray, percentiles: tuple[float, float], what: str) -> tuple[float, float]:
+    """Percentile range of ``pixels``; refuses data with no usable contrast."""
+    if not np.isfinite(pixels).all():
+        raise IsclError("contains NaN or infinite pixel values", what)
+    low, high = (float(v) for v in np.percentile(pixels, percentiles))
+    if not high > low:
+        raise IsclError(f"has no contrast: the {percentiles[0]}-{percentiles[1]} percentile range is "
+                        f"a single value ({low:g}); is the image constant?", what)
+    return low, high
+
+
+def fit_intensity(noisy: Sequence[Volume], clean: Sequence[Volume], seed: int = 0,
+                  window: tuple[float, float] | None = None, per_domain: bool = False,
+                  percentiles: tuple[float, float] = DEFAULT_PERCENTILES) -> IntensityMapping:
+    """Fit the mapping on the training volumes.
+
+    ``window`` fixes the range (e.g. CT in HU) for both domains. Otherwise robust
+    percentiles: over both domains pooled (shared, the default, because the ensemble term
+    ``x - H(x)`` is in the noisy domain's scale while ``F(x)`` is in the clean one's) or per
+    domain.
+    """
+    if window is not None:
+        low, high = window
+        return IntensityMapping(low, high, low, high, f"window {low:g},{high:g}")
+    rng = np.random.default_rng(seed)
+    noisy_pixels = sample_pixels(noisy, rng)
+    clean_pixels = sample_pixels(clean, rng)
+    label = f"percentiles {percentiles[0]:g}-{percentiles[1]:g}"
+    if per_domain:
+        n_low, n_high = robust_range(noisy_pixels, percentiles, "noisy training data")
+        c_low, c_high = robust_range(clean_pixels, percentiles, "clean training data")
+        return IntensityMapping(n_low, n_high, c_low, c_high, f"{label}, per domain")
+    low, high = robust_range(np.concatenate([noisy_pixels, clean_pixels]), percentiles, "training data")
+    return IntensityMapping(low, high, low, high, f"{label}, shared")

@@ -1,0 +1,310 @@
+"""The training loop: unpaired folders in, a model file out.
+
+One readable loop: sample a noisy and a clean batch, run the three ISCL updates
+(``ISCL.train_step``), average the generators late in training (SWA), and every so often
+log, validate, preview and checkpoint. Everything it needs to continue bit-for-bit lives
+in the checkpoint.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.optim.swa_utils import AveragedModel
+
+from iscl_cli import __version__
+from iscl_cli.checkpoint import CHECKPOINT_FILE, MODEL_FILE, RUNS_DIR, load_trusted_dict, save_atomic, save_model
+from iscl_cli.data import PatchSampler
+from iscl_cli.devices import autocast_dtype, resolve_device
+from iscl_cli.errors import IsclError
+from iscl_cli.intensity import IntensityMapping, fit_intensity
+from iscl_cli.io import open_volumes
+from iscl_cli.preview import save_panels
+from iscl_cli.validation import Validator
+from models.iscl import ISCL, ISCLConfig, build_optimizers
+
+# Network sizes and schedule per preset. "quick" fits a 2-core CPU in minutes: narrower
+# and shallower nets, small patches and batches (it trades away capacity and receptive
+# field, see docs/training.md). "paper" is the paper's setting, for a GPU.
+PRESETS: dict[str, dict[str, Any]] = {
+    "quick": dict(steps=400, batch_size=8, patch_size=32,
+                  network=dict(gen_base=16, gen_blocks=2, ext_width=16, ext_depth=6, disc_base=16, disc_layers=3)),
+    "paper": dict(steps=100_000, batch_size=64, patch_size=64, network=dict()),
+}
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (saved in the run folder and the checkpoint)."""
+
+    noisy: list[str]
+    clean: list[str]
+    out: str | None = None
+    preset: str = "quick"
+    steps: int = 400
+    batch_size: int = 8
+    patch_size: int = 32
+    lr: float = 1e-4
+    final_lr: float = 1e-7
+    seed: int = 0
+    device: str = "auto"
+    network: dict[str, Any] = field(default_factory=dict)
+    swa_start: float = 0.6
+    checkpoint_every: int = 200
+    preview_every: int = 200
+    log_every: int = 10
+    val_noisy: list[str] = field(default_factory=list)
+    val_clean: list[str] = field(default_factory=list)
+    val_every: int = 200
+    window: tuple[float, float] | None = None
+    per_domain: bool = False
+    export: bool = False
+
+    @classmethod
+    def from_preset(cls, preset: str, network: dict[str, Any] | None = None, **overrides: Any) -> TrainConfig:
+        """The preset's values, then every override that is not None; ``network`` entries
+        override single network sizes of the preset."""
+        if preset not in PRESETS:
+            raise IsclError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+        values = {**copy.deepcopy(PRESETS[preset]), "preset": preset}
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        values["network"].update(network or {})
+        return cls(**values).validated()
+
+    def validated(self) -> TrainConfig:
+        """Refuse values that cannot train (one clear line each)."""
+        if self.steps < 1:
+            raise IsclError(f"--steps must be at least 1 (got {self.steps})")
+        if self.batch_size < 1:
+            raise IsclError(f"--batch-size must be at least 1 (got {self.batch_size})")
+        if self.patch_size < 8:
+            raise IsclError(f"--patch-size must be at least 8 (got {self.patch_size})")
+        if not self.lr > 0:
+            raise IsclError(f"--lr must be positive (got {self.lr})")
+        if bool(self.val_noisy) != bool(self.val_clean):
+            raise IsclError("--val-noisy and --val-clean go together (paired validation images)")
+        known = {f.name for f in fields(ISCLConfig)}
+        unknown = set(self.network) - known
+        if unknown:
+            raise IsclError(f"unknown network setting(s): {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
+        try:
+            model_config = self.model_config()
+        except ValueError as error:
+            raise IsclError(f"--net: {error}") from None
+        if self.patch_size < model_config.min_patch_size:
+            raise IsclError(f"--patch-size {self.patch_size} is smaller than the discriminators' smallest input "
+                            f"({model_config.min_patch_size}); use a larger patch or fewer disc_layers")
+        return self
+
+    def model_config(self) -> ISCLConfig:
+        """The networks' configuration; eval-mode instance statistics use a training-patch-sized window."""
+        return ISCLConfig(**{"instance_window": self.patch_size, **self.network})
+
+    def to_dict(self) -> dict[str, Any]:
+        values = asdict(self)
+        values["window"] = list(self.window) if self.window else None
+        return values
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        values = dict(values)
+        values["window"] = tuple(values["window"]) if values.get("window") else None
+        return cls(**values)
+
+
+@dataclass
+class StepReport:
+    """What the progress display gets after each step."""
+
+    step: int
+    total: int
+    losses: dict[str, float]
+    seconds_per_step: float
+
+
+ProgressCallback = Callable[[StepReport], None]
+
+
+def new_run_dir(out: str | None, root: Path) -> Path:
+    """``--out`` if given, else ``./iscl-runs/run-YYYYMMDD-HHMMSS`` (the default ``denoise`` looks in)."""
+    if out is not None:
+        run_dir = Path(out)
+    else:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        run_dir = root / RUNS_DIR / f"run-{stamp}"
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise IsclError(f"cannot write the run folder ({error.strerror})", run_dir) from None
+    return run_dir
+
+
+class Run:
+    """A training run's state: data, networks, optimisers, averaged generators, random state."""
+
+    def __init__(self, config: TrainConfig, mapping: IntensityMapping | None = None) -> None:
+        self.config = config
+        self.device = resolve_device(config.device)
+        self.amp_dtype = autocast_dtype(self.device)
+        noisy_volumes = open_volumes(config.noisy)
+        clean_volumes = open_volumes(config.clean)
+        self.mapping = mapping or fit_intensity(noisy_volumes, clean_volumes, seed=config.seed,
+                                                window=config.window, per_domain=config.per_domain)
+        self.rng = np.random.default_rng(config.seed)
+        self.noisy = PatchSampler(noisy_volumes, self.mapping, "noisy", config.patch_size, self.rng)
+        self.clean = PatchSampler(clean_volumes, self.mapping, "clean", config.patch_size, self.rng)
+        torch.manual_seed(config.seed)
+        self.model = ISCL(config.model_config()).to(self.device)
+        if self.device.type == "cuda":
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.optimizers = build_optimizers(self.model, lr=config.lr, final_lr=config.final_lr,
+                                           total_steps=config.steps)
+        self.swa_F = AveragedModel(self.model.F, use_buffers=True)
+        self.swa_G = AveragedModel(self.model.G, use_buffers=True)
+        self.swa_from = int(math.floor(config.swa_start * config.steps))
+        self.step = 0
+        self.last_batch: torch.Tensor | None = None
+
+    def train_step(self) -> dict[str, float]:
+        x = self.noisy.sample(self.config.batch_size).to(self.device)
+        y = self.clean.sample(self.config.batch_size).to(self.device)
+        if self.device.type == "cuda":
+            x, y = x.contiguous(memory_format=torch.channels_last), y.contiguous(memory_format=torch.channels_last)
+        self.model.train()
+        losses = self.model.train_step(x, y, *self.optimizers.step_optimizers(), amp_dtype=self.amp_dtype)
+        self.optimizers.advance_schedules()
+        self.step += 1
+        if self.step > self.swa_from:
+            self.swa_F.update_parameters(self.model.F)
+            self.swa_G.update_parameters(self.model.G)
+        losses["lr"] = self.optimizers.current_lr()
+        self.last_batch = x
+        return losses
+
+    def final_model(self) -> ISCL:
+        """The model to save: SWA-averaged generators when averaging has started, H as trained."""
+        final = copy.deepcopy(self.model).cpu().eval()
+        if self.step > self.swa_from:
+            final.F.load_state_dict(self.swa_F.module.state_dict())
+            final.G.load_state_dict(self.swa_G.module.state_dict())
+        return final.to(memory_format=torch.contiguous_format)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "format": "iscl-checkpoint",
+            "step": self.step,
+            "config": self.config.to_dict(),
+            "intensity": self.mapping.to_dict(),
+            "model": self.model.state_dict(),
+            "optimizers": self.optimizers.state_dict(),
+            "swa_F": self.swa_F.state_dict(),
+            "swa_G": self.swa_G.state_dict(),
+            "numpy_rng": self.rng.bit_generator.state,
+            "torch_rng": torch.get_rng_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.step = state["step"]
+        self.model.load_state_dict(state["model"])
+        self.optimizers.load_state_dict(state["optimizers"])
+        self.swa_F.load_state_dict(state["swa_F"])
+        self.swa_G.load_state_dict(state["swa_G"])
+        self.rng.bit_generator.state = state["numpy_rng"]
+        torch.set_rng_state(state["torch_rng"])
+
+    def provenance(self) -> dict[str, Any]:
+        return {
+            "iscl_version": __version__,
+            "torch_version": str(torch.__version__),
+            "trained": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "steps": self.step,
+            "train_config": self.config.to_dict(),
+            "noisy_data": self.noisy.summary(),
+            "clean_data": self.clean.summary(),
+            "device": str(self.device),
+        }
+
+
+def keep_metrics_until(path: Path, step: int) -> None:
+    """Drop metric lines logged after the checkpoint a resumed run restarts from."""
+    if path.exists():
+        lines = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= step]
+        path.write_text("".join(line + "\n" for line in lines))
+
+
+def write_preview(run: Run, path: Path, count: int = 4) -> None:
+    """noisy | denoised | removed noise for a few patches of the latest noisy batch."""
+    model = run.model.eval()
+    with torch.inference_mode():
+        x = run.last_batch[:count].float()
+        denoised = model.denoise(x)
+    rows = [[xi[0].cpu().numpy(), di[0].cpu().numpy(), (xi - di)[0].cpu().numpy()] for xi, di in zip(x, denoised)]
+    save_panels(path, rows, ["noisy", "denoised", "removed noise"], [(-1, 1), (-1, 1), (-0.5, 0.5)])
+
+
+def train(config: TrainConfig | None, root: Path | None = None, resume: Path | None = None,
+          progress: ProgressCallback | None = None) -> Path:
+    """Train a model from the unpaired folders in ``config``; returns the model file's path.
+
+    With ``resume`` (a run folder or its checkpoint file) the run continues from its last
+    checkpoint with the configuration stored there, drawing the same patches it would have
+    drawn had it never stopped.
+    """
+    root = root or Path.cwd()
+    if resume is not None:
+        checkpoint_path = resume / CHECKPOINT_FILE if resume.is_dir() else resume
+        state = load_trusted_dict(checkpoint_path, "training checkpoint")
+        if state.get("format") != "iscl-checkpoint":
+            raise IsclError("not an iscl training checkpoint", checkpoint_path)
+        config = TrainConfig.from_dict(state["config"])
+        run_dir = checkpoint_path.parent
+        run = Run(config, mapping=IntensityMapping.from_dict(state["intensity"]))
+        run.load_state_dict(state)
+        keep_metrics_until(run_dir / "metrics.jsonl", run.step)
+    elif config is None:
+        raise IsclError("nothing to train: give a configuration or a run to resume")
+    else:
+        config = config.validated()
+        run_dir = new_run_dir(config.out, root)
+        run = Run(config)
+        (run_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
+    validator = Validator(config.val_noisy, config.val_clean, run.mapping) if config.val_noisy else None
+    metrics_path = run_dir / "metrics.jsonl"
+    with metrics_path.open("a") as metrics:
+        while run.step < config.steps:
+            started = time.perf_counter()
+            losses = run.train_step()
+            seconds = time.perf_counter() - started
+            record: dict[str, Any] = {"step": run.step, **losses, "seconds": seconds}
+            if validator is not None and (run.step % config.val_every == 0 or run.step == config.steps):
+                record.update(validator.evaluate(run.model))
+            metrics.write(json.dumps(record) + "\n")
+            metrics.flush()
+            if run.step % config.preview_every == 0 or run.step == config.steps:
+                write_preview(run, run_dir / "previews" / f"step-{run.step:06d}.png")
+            if run.step % config.checkpoint_every == 0 or run.step == config.steps:
+                save_atomic(run.state_dict(), run_dir / CHECKPOINT_FILE)
+            if progress is not None:
+                progress(StepReport(run.step, config.steps, losses, seconds))
+    model_path = run_dir / MODEL_FILE
+    save_model(model_path, run.final_model(), run.mapping, run.provenance(), export=config.export)
+    return model_path
+
+
+def make_train_config(noisy: Sequence[str], clean: Sequence[str], preset: str = "quick",
+                      network: dict[str, Any] | None = None, **options: Any) -> TrainConfig:
+    """A validated TrainConfig from CLI-style options (None means "the preset's value")."""
+    return TrainConfig.from_preset(preset, network=network, noisy=list(noisy), clean=list(clean), **options)

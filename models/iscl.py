@@ -1,0 +1,293 @@
+"""ISCL (Lee & Jeong, IEEE TMI 2021): five networks, three updates, one ensemble output.
+
+X is the noisy domain, Y the clean one, images in [-1, 1]. F: X -> Y denoises, G: Y -> X
+adds noise, H: X -> noise extracts it, D_X and D_Y tell real from fake. One iteration runs
+three updates in order: the discriminators (hinge + boosting), the generators F and G
+(adversarial + lambda * (cycle + bypass)), and the extractor H (pseudo-noise label + noise
+consistency). The denoised output is gamma * F(x) + (1 - gamma) * (x - H(x)).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.optim import Optimizer, RAdam
+from torch.optim.lr_scheduler import LinearLR
+
+from models.lookahead import Lookahead
+from models.networks import Discriminator, NoiseExtractor, ResnetGenerator
+from models.norm import clamp_rho_
+
+
+@dataclass
+class ISCLConfig:
+    """Architecture and objective weights; defaults are the paper's (authors' code) values.
+
+    ``instance_window`` is the eval-mode window (input pixels) of the instance statistics,
+    set it to the training patch size; None uses whole-tile statistics (see models/norm.py).
+    Training patches must be at least ``min_patch_size`` (the discriminators' smallest input).
+    """
+
+    channels: int = 1
+    gen_base: int = 32
+    gen_blocks: int = 3
+    ext_width: int = 32
+    ext_depth: int = 20
+    disc_base: int = 32
+    disc_layers: int = 4
+    lam: float = 30.0
+    gamma: float = 0.5
+    instance_window: int | None = 64
+
+    def __post_init__(self) -> None:
+        for name in ("channels", "gen_base", "ext_width", "disc_base", "disc_layers"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"ISCLConfig.{name} must be at least 1, got {getattr(self, name)}")
+        if self.gen_blocks < 0:
+            raise ValueError(f"ISCLConfig.gen_blocks must be >= 0, got {self.gen_blocks}")
+        if self.ext_depth < 2:
+            raise ValueError(f"ISCLConfig.ext_depth must be at least 2, got {self.ext_depth}")
+        if self.lam < 0:
+            raise ValueError(f"ISCLConfig.lam must be >= 0, got {self.lam}")
+        if not 0.0 <= self.gamma <= 1.0:
+            raise ValueError(f"ISCLConfig.gamma must be in [0, 1], got {self.gamma}")
+        if self.instance_window is not None and self.instance_window < 1:
+            raise ValueError(f"ISCLConfig.instance_window must be positive or None, got {self.instance_window}")
+
+    @property
+    def min_patch_size(self) -> int:
+        """The smallest training patch side the discriminators accept."""
+        return 4 * 2**self.disc_layers
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain Python values only (safe for ``torch.load(weights_only=True)``)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ISCLConfig:
+        """The inverse of ``to_dict``; missing keys take their defaults, unknown keys are refused."""
+        unknown = set(values) - {field.name for field in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown ISCLConfig field(s): {', '.join(sorted(unknown))}")
+        return cls(**values)
+
+
+@contextlib.contextmanager
+def _frozen(*nets: nn.Module) -> Iterator[None]:
+    """Gradients still flow through ``nets`` to their inputs, but none is computed for their weights."""
+    params = [param for net in nets for param in net.parameters()]
+    flags = [param.requires_grad for param in params]
+    for param in params:
+        param.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for param, flag in zip(params, flags, strict=True):
+            param.requires_grad_(flag)
+
+
+def _update(optimizer: Optimizer | Lookahead, loss: Tensor, nets: tuple[nn.Module, ...]) -> None:
+    """One optimiser step on ``loss``; gradients are cleared before and freed after."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    # Freeing the gradients now keeps them out of memory during the next update.
+    optimizer.zero_grad(set_to_none=True)
+    for net in nets:
+        clamp_rho_(net)
+
+
+def _l1(a: Tensor, b: Tensor) -> Tensor:
+    return (a - b).abs().mean()
+
+
+class ISCL(nn.Module):
+    """The five ISCL networks (attributes F, G, H, D_X, D_Y), their losses and one training step."""
+
+    def __init__(self, config: ISCLConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.F = ResnetGenerator(config.channels, config.gen_base, config.gen_blocks, config.instance_window)
+        self.G = ResnetGenerator(config.channels, config.gen_base, config.gen_blocks, config.instance_window)
+        self.H = NoiseExtractor(config.channels, config.ext_width, config.ext_depth, config.instance_window)
+        self.D_X = Discriminator(config.channels, config.disc_base, config.disc_layers)
+        self.D_Y = Discriminator(config.channels, config.disc_base, config.disc_layers)
+
+    @property
+    def translation_step(self) -> int | None:
+        """In eval mode, shifting the input by a multiple of this shifts ``denoise``'s output
+        exactly, away from the borders; so a tile whose origin is a multiple of it gives the
+        whole image's result there. None with whole-tile instance statistics (no such step)."""
+        if self.config.instance_window is None:
+            return None
+        return math.lcm(self.F.translation_step, self.H.translation_step)
+
+    @torch.no_grad()
+    def denoise(self, x: Tensor) -> Tensor:
+        """``gamma * F(x) + (1 - gamma) * (x - H(x))`` clipped to [-1, 1]; x is (B, C, h, w) in [-1, 1], any h, w.
+
+        In eval mode (``model.eval()``) a tile's result does not depend on the rest of the batch.
+        """
+        gamma = self.config.gamma
+        return (gamma * self.F(x) + (1 - gamma) * (x - self.H(x))).clamp(-1.0, 1.0)
+
+    @staticmethod
+    def discriminator_loss(dx_real: Tensor, dx_fake: Tensor, dx_boost: Tensor,
+                           dy_real: Tensor, dy_fake: Tensor, dy_boost: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """Hinge loss of both discriminators plus the boosting term.
+
+        Scores: ``dx_real`` = D_X(x), ``dx_fake`` = D_X(G(y)), ``dx_boost`` = D_X(y + H(x)),
+        ``dy_real`` = D_Y(y), ``dy_fake`` = D_Y(F(x)), ``dy_boost`` = D_Y(x - H(x)).
+        """
+        terms = {
+            "d_hinge_x": F.relu(1 - dx_real).mean() + F.relu(1 + dx_fake).mean(),
+            "d_hinge_y": F.relu(1 - dy_real).mean() + F.relu(1 + dy_fake).mean(),
+            "d_boost": F.relu(1 + dx_boost).mean() + F.relu(1 + dy_boost).mean(),
+        }
+        return sum(terms.values()), terms
+
+    def generator_loss(self, x: Tensor, y: Tensor, fx: Tensor, hx: Tensor, g_fx: Tensor, f_gy: Tensor,
+                       f_y_hx: Tensor, dy_fx: Tensor, dx_gy: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """Adversarial + lambda * (cycle + bypass) for F and G.
+
+        ``fx`` = F(x), ``hx`` = H(x), ``g_fx`` = G(F(x)), ``f_gy`` = F(G(y)),
+        ``f_y_hx`` = F(y + H(x)), ``dy_fx`` = D_Y(F(x)), ``dx_gy`` = D_X(G(y)).
+        """
+        terms = {
+            "g_adv_x": -dx_gy.mean(),
+            "g_adv_y": -dy_fx.mean(),
+            "g_cycle": _l1(x, g_fx) + _l1(y, f_gy),
+            "g_bypass": _l1(fx, x - hx) + _l1(y, f_y_hx),
+        }
+        total = terms["g_adv_x"] + terms["g_adv_y"] + self.config.lam * (terms["g_cycle"] + terms["g_bypass"])
+        return total, terms
+
+    @staticmethod
+    def extractor_loss(x: Tensor, y: Tensor, hx: Tensor, fx: Tensor, gy: Tensor,
+                       h_gy: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """Pseudo-noise label |H(x) - (x - F(x))| + noise consistency |H(G(y)) - (G(y) - y)|.
+
+        ``hx`` = H(x), ``fx`` = F(x), ``gy`` = G(y), ``h_gy`` = H(G(y)).
+        """
+        terms = {
+            "h_pseudo": _l1(hx, x - fx),
+            "h_consistency": _l1(h_gy, gy - y),
+        }
+        return sum(terms.values()), terms
+
+    def train_step(self, x: Tensor, y: Tensor, opt_d: Optimizer | Lookahead, opt_g: Optimizer | Lookahead,
+                   opt_h: Optimizer | Lookahead, amp_dtype: torch.dtype | None = None) -> dict[str, float]:
+        """One ISCL iteration on a noisy batch ``x`` and an unrelated clean batch ``y``.
+
+        Runs the discriminator, generator and extractor updates in that order and returns
+        every loss term and each update's total. ``amp_dtype`` (bfloat16 or None) runs the
+        forward passes under autocast on ``x``'s device; losses are computed in float32.
+        """
+        if amp_dtype not in (None, torch.bfloat16):
+            raise ValueError(f"amp_dtype must be torch.bfloat16 or None (float16 would need loss scaling), got {amp_dtype}")
+        self.train()
+
+        def run(net: nn.Module, batch: Tensor) -> Tensor:
+            with torch.autocast(x.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                return net(batch).float()
+
+        # Forward passes shared by the updates. F(x) and G(y) serve the discriminator update
+        # (detached) and the generator update (with their graphs): F and G do not change in
+        # between. H(x) serves all three updates: H changes only in the last one, so its
+        # graph is kept for the extractor update.
+        fx, gy, hx = run(self.F, x), run(self.G, y), run(self.H, x)
+
+        # 1. Discriminators: real vs fake, and the boosting pseudo-samples as fakes.
+        fx_, gy_, hx_ = fx.detach(), gy.detach(), hx.detach()
+        d_total, d_terms = self.discriminator_loss(
+            run(self.D_X, x), run(self.D_X, gy_), run(self.D_X, y + hx_),
+            run(self.D_Y, y), run(self.D_Y, fx_), run(self.D_Y, x - hx_))
+        _update(opt_d, d_total, (self.D_X, self.D_Y))
+
+        # 2. Generators. The discriminators just changed, so their scores are recomputed.
+        with _frozen(self.D_X, self.D_Y):
+            g_total, g_terms = self.generator_loss(
+                x, y, fx, hx_, g_fx=run(self.G, fx), f_gy=run(self.F, gy),
+                f_y_hx=run(self.F, y + hx_), dy_fx=run(self.D_Y, fx), dx_gy=run(self.D_X, gy))
+        _update(opt_g, g_total, (self.F, self.G))
+
+        # 3. Extractor. F and G just changed, so the labels F(x) and G(y) are recomputed.
+        with torch.no_grad():
+            fx_new, gy_new = run(self.F, x), run(self.G, y)
+        h_total, h_terms = self.extractor_loss(x, y, hx, fx_new, gy_new, h_gy=run(self.H, gy_new))
+        _update(opt_h, h_total, (self.H,))
+
+        named = {**d_terms, "d_total": d_total, **g_terms, "g_total": g_total, **h_terms, "h_total": h_total}
+        values = torch.stack([value.detach() for value in named.values()]).tolist()  # one device sync
+        return dict(zip(named, values, strict=True))
+
+
+class ISCLOptimizers:
+    """The three optimisers and their learning-rate schedules, saved and restored together.
+
+    D (both discriminators) and H: RAdam inside Lookahead; F and G: RAdam. Each learning rate
+    decays linearly from ``lr`` to ``final_lr`` over ``total_steps`` scheduler steps.
+    """
+
+    def __init__(self, d: Lookahead, g: RAdam, h: Lookahead, total_steps: int, lr: float, final_lr: float) -> None:
+        self.d, self.g, self.h = d, g, h
+        end_factor = min(1.0, final_lr / lr)
+        self.schedulers = [LinearLR(optimizer, start_factor=1.0, end_factor=end_factor, total_iters=total_steps)
+                           for optimizer in (d.optimizer, g, h.optimizer)]
+
+    def step_optimizers(self) -> tuple[Lookahead, RAdam, Lookahead]:
+        """The optimisers ``ISCL.train_step`` takes, in its order: (D, F and G, H)."""
+        return self.d, self.g, self.h
+
+    def advance_schedules(self) -> None:
+        """Move every learning rate one step along its decay (call once per iteration)."""
+        for scheduler in self.schedulers:
+            scheduler.step()
+
+    def current_lr(self) -> float:
+        """The current learning rate (all three are equal)."""
+        return self.g.param_groups[0]["lr"]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "d": self.d.state_dict(),
+            "g": self.g.state_dict(),
+            "h": self.h.state_dict(),
+            "schedulers": [scheduler.state_dict() for scheduler in self.schedulers],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.d.load_state_dict(state["d"])
+        self.g.load_state_dict(state["g"])
+        self.h.load_state_dict(state["h"])
+        for scheduler, saved in zip(self.schedulers, state["schedulers"], strict=True):
+            scheduler.load_state_dict(saved)
+
+
+def build_optimizers(model: ISCL, lr: float, total_steps: int, final_lr: float = 1e-7,
+                     betas: tuple[float, float] = (0.9, 0.999), lookahead_k: int = 6,
+                     lookahead_alpha: float = 0.5) -> ISCLOptimizers:
+    """The paper's optimisers for ``model`` (build after moving the model to its device).
+
+    RAdam for all; Lookahead(k, alpha) around the discriminators' and H's; linear decay of
+    the learning rate to ``final_lr`` over ``total_steps``.
+    """
+    if lr <= 0 or total_steps < 1:
+        raise ValueError(f"need lr > 0 and total_steps >= 1, got lr={lr}, total_steps={total_steps}")
+
+    def radam(*nets: nn.Module) -> RAdam:
+        return RAdam([param for net in nets for param in net.parameters()], lr=lr, betas=betas)
+
+    return ISCLOptimizers(
+        d=Lookahead(radam(model.D_X, model.D_Y), k=lookahead_k, alpha=lookahead_alpha),
+        g=radam(model.F, model.G),
+        h=Lookahead(radam(model.H), k=lookahead_k, alpha=lookahead_alpha),
+        total_steps=total_steps, lr=lr, final_lr=final_lr,
+    )

@@ -1,0 +1,74 @@
+import os
+import pickle
+import time
+
+import pytest
+import torch
+
+from iscl_cli.checkpoint import load_model, newest_model, read_model_card, resolve_model_path
+from iscl_cli.errors import IsclError
+from tests.tiny import tiny_model, tiny_model_file
+
+
+def test_model_file_round_trip_gives_the_same_output(tmp_path):
+    path = tiny_model_file(tmp_path / "model.pt")
+    loaded = load_model(path)
+    x = torch.rand(1, 1, 20, 24) * 2 - 1
+    with torch.inference_mode():
+        assert torch.equal(loaded.model.denoise(x), tiny_model().denoise(x))
+    assert not loaded.model.training
+    assert loaded.mapping.noisy_high == 1000.0
+    assert loaded.card["nets"] == ["D_X", "D_Y", "F", "G", "H"]
+
+
+def test_export_keeps_only_the_inference_networks(tmp_path):
+    full = tiny_model_file(tmp_path / "full.pt")
+    small = tiny_model_file(tmp_path / "small.pt", export=True)
+    assert read_model_card(small)["nets"] == ["F", "H"]
+    assert small.stat().st_size < full.stat().st_size
+    x = torch.rand(1, 1, 16, 16)
+    with torch.inference_mode():
+        assert torch.equal(load_model(small).model.denoise(x), load_model(full).model.denoise(x))
+
+
+class Payload:
+    def __reduce__(self):
+        return (os.system, ("touch pwned",))
+
+
+def test_a_model_file_cannot_run_code(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "iscl-model", "x": Payload()}, path)
+    with pytest.raises(IsclError, match="evil.pt: not a readable model file"):
+        load_model(path)
+    assert not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.parametrize("content", [b"", b"not a model", pickle.dumps([1, 2])])
+def test_foreign_files_give_one_line(tmp_path, content):
+    path = tmp_path / "model.pt"
+    path.write_bytes(content)
+    with pytest.raises(IsclError) as error:
+        load_model(path)
+    assert str(error.value).startswith(str(path)) and "\n" not in str(error.value)
+
+
+def test_missing_model_file(tmp_path):
+    with pytest.raises(IsclError, match="model file not found"):
+        load_model(tmp_path / "nope.pt")
+
+
+def test_default_model_is_the_newest_run(tmp_path):
+    older = tiny_model_file(tmp_path / "iscl-runs" / "run-a" / "model.pt")
+    newer = tiny_model_file(tmp_path / "iscl-runs" / "run-b" / "model.pt")
+    now = time.time()
+    os.utime(older, (now, now))
+    os.utime(newer, (now - 100, now - 100))
+    assert newest_model(tmp_path) == older
+    assert resolve_model_path(None, tmp_path) == older
+    assert resolve_model_path(newer, tmp_path) == newer
+
+
+def test_no_default_model_is_a_clear_error(tmp_path):
+    with pytest.raises(IsclError, match="no model given and none found"):
+        resolve_model_path(None, tmp_path)

@@ -1,0 +1,94 @@
+import numpy as np
+import pytest
+import tifffile
+import torch
+
+from iscl_cli.checkpoint import load_model
+from iscl_cli.denoise import TileOptions, denoise_image, denoise_volume, plan_outputs, run_plan
+from iscl_cli.errors import IsclError
+from tests.array_volume import ArrayVolume
+from tests.tiny import tiny_model_file
+
+
+@pytest.fixture
+def loaded(tmp_path):
+    return load_model(tiny_model_file(tmp_path / "model.pt"))
+
+
+def test_denoise_image_matches_the_model_on_the_whole_slice(loaded):
+    image = np.random.default_rng(0).uniform(0, 1000, size=(45, 61)).astype(np.float32)
+    result = denoise_image(image, loaded.model, loaded.mapping, TileOptions(tile_size=256))
+    x = torch.from_numpy(loaded.mapping.to_model(image))[None, None]
+    with torch.inference_mode():
+        expected = loaded.mapping.to_physical(loaded.model.denoise(x)[0, 0].numpy())
+    assert result.shape == image.shape
+    np.testing.assert_allclose(result, expected, atol=1e-2)
+
+
+def test_volume_is_streamed_slice_by_slice_with_noise_output(loaded, tmp_path):
+    volume = ArrayVolume(np.random.default_rng(1).uniform(0, 1000, size=(5, 33, 40)))
+    denoise_volume(volume, loaded, tmp_path / "out.tif", TileOptions(), noise_path=tmp_path / "out.noise.tif")
+    written = volume.written[tmp_path / "out.tif"]
+    assert written.shape == (5, 33, 40)
+    assert volume.reads == 5
+    noise = tifffile.imread(tmp_path / "out.noise.tif")
+    np.testing.assert_allclose(noise, volume.data - written, atol=1e-3)
+    per_slice = denoise_image(volume.data[3], loaded.model, loaded.mapping, TileOptions())
+    np.testing.assert_array_equal(written[3], per_slice)
+
+
+def test_a_failing_write_leaves_no_noise_file(loaded, tmp_path):
+    class BrokenVolume(ArrayVolume):
+        def write(self, out_path, slices, note):
+            next(iter(slices))
+            raise IsclError("disk full", out_path)
+
+    volume = BrokenVolume(np.ones((2, 16, 16)))
+    with pytest.raises(IsclError, match="disk full"):
+        denoise_volume(volume, loaded, tmp_path / "out.tif", TileOptions(), noise_path=tmp_path / "n.tif")
+    assert list(tmp_path.glob("n.tif*")) == [] and list(tmp_path.glob(".n.tif*")) == []
+
+
+def write_tiff(path, slices=3, shape=(50, 70)):
+    data = np.random.default_rng(2).integers(0, 1000, size=(slices, *shape)).astype(np.uint16)
+    tifffile.imwrite(path, data, imagej=True, metadata={"axes": "ZYX"})
+    return data
+
+
+def test_plan_refuses_existing_duplicate_and_input_outputs(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    write_tiff(tmp_path / "a" / "scan.tif")
+    write_tiff(tmp_path / "b" / "scan.tif")
+    write_tiff(tmp_path / "other.tif")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "other.tif").write_bytes(b"old")
+    specs = [str(tmp_path / "a" / "scan.tif"), str(tmp_path / "b" / "scan.tif"), str(tmp_path / "other.tif"),
+             str(tmp_path / "missing.tif")]
+    errors = [job.error for job in plan_outputs(specs, tmp_path / "out").jobs]
+    assert errors[0] is None
+    assert "would also be written" in errors[1]
+    assert "exists; pass --overwrite" in errors[2]
+    assert "missing.tif" in errors[3]
+    onto_input = plan_outputs([str(tmp_path / "other.tif")], tmp_path).jobs[0].error
+    assert "is an input" in onto_input
+    assert plan_outputs([str(tmp_path / "other.tif")], tmp_path / "out", overwrite=True).jobs[0].error is None
+
+
+def test_run_plan_goes_on_after_a_failure(loaded, tmp_path):
+    data = write_tiff(tmp_path / "good.tif")
+    (tmp_path / "bad.tif").write_bytes(b"II*\x00garbage")
+    plan = plan_outputs([str(tmp_path / "bad.tif"), str(tmp_path / "good.tif")], tmp_path / "out")
+    jobs = run_plan(plan, loaded, tmp_path / "out", TileOptions())
+    assert jobs[0].error and "bad.tif" in jobs[0].error
+    assert jobs[1].error is None
+    result = tifffile.imread(tmp_path / "out" / "good.tif")
+    assert result.shape == data.shape and result.dtype == np.uint16
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(tile_size=8), "--tile-size"), (dict(overlap=300), "--overlap"), (dict(blend="box"), "--blend"),
+    (dict(batch_size=0), "--batch-size")])
+def test_bad_tile_options(options, message):
+    with pytest.raises(IsclError, match=message):
+        TileOptions(**options).validated()

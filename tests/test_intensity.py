@@ -1,0 +1,68 @@
+import numpy as np
+import pytest
+
+from iscl_cli.errors import IsclError
+from iscl_cli.intensity import IntensityMapping, fit_intensity, parse_window
+from tests.array_volume import ArrayVolume
+
+
+def test_round_trip_inside_the_range():
+    mapping = IntensityMapping(-1000.0, 1000.0, -1000.0, 1000.0, "window")
+    image = np.array([[-1000.0, 0.0, 500.0, 1000.0]], dtype=np.float32)
+    model_units = mapping.to_model(image, "noisy")
+    np.testing.assert_allclose(model_units, [[-1.0, 0.0, 0.5, 1.0]], atol=1e-6)
+    np.testing.assert_allclose(mapping.to_physical(model_units, "clean"), image, atol=1e-3)
+
+
+def test_values_outside_the_range_saturate():
+    mapping = IntensityMapping(0.0, 10.0, 0.0, 10.0, "window")
+    assert mapping.to_model(np.array([-5.0, 20.0]), "noisy").tolist() == [-1.0, 1.0]
+
+
+def test_shared_fit_pools_both_domains():
+    rng = np.random.default_rng(0)
+    noisy = ArrayVolume(rng.uniform(0, 100, size=(3, 64, 64)))
+    clean = ArrayVolume(rng.uniform(100, 200, size=(3, 64, 64)))
+    mapping = fit_intensity([noisy], [clean], percentiles=(0.0, 100.0))
+    assert mapping.shared
+    assert mapping.noisy_low == pytest.approx(0.0, abs=0.1) and mapping.noisy_high == pytest.approx(200.0, abs=0.1)
+
+
+def test_per_domain_fit_keeps_ranges_apart():
+    rng = np.random.default_rng(0)
+    noisy = ArrayVolume(rng.uniform(0, 100, size=(2, 32, 32)))
+    clean = ArrayVolume(rng.uniform(100, 200, size=(2, 32, 32)))
+    mapping = fit_intensity([noisy], [clean], per_domain=True, percentiles=(0.0, 100.0))
+    assert not mapping.shared
+    assert mapping.noisy_high == pytest.approx(100.0, abs=0.1)
+    assert mapping.clean_low == pytest.approx(100.0, abs=0.1)
+
+
+def test_window_overrides_the_data():
+    volume = ArrayVolume(np.zeros((1, 8, 8)))
+    mapping = fit_intensity([volume], [volume], window=(-160.0, 240.0))
+    assert (mapping.noisy_low, mapping.clean_high) == (-160.0, 240.0)
+
+
+def test_constant_data_is_refused():
+    volume = ArrayVolume(np.full((2, 16, 16), 7.0))
+    with pytest.raises(IsclError, match="no contrast"):
+        fit_intensity([volume], [volume])
+
+
+def test_nan_data_is_refused():
+    data = np.random.default_rng(0).normal(size=(1, 16, 16))
+    data[0, 3, 3] = np.nan
+    with pytest.raises(IsclError, match="NaN"):
+        fit_intensity([ArrayVolume(data)], [ArrayVolume(data)])
+
+
+@pytest.mark.parametrize("text", ["5", "a,b", "10,0", "1,2,3"])
+def test_bad_windows_are_refused(text):
+    with pytest.raises(IsclError, match="--window"):
+        parse_window(text)
+
+
+def test_mapping_survives_dict_round_trip():
+    mapping = IntensityMapping(1.0, 2.0, 3.0, 4.0, "per domain")
+    assert IntensityMapping.from_dict(mapping.to_dict()) == mapping

@@ -1,0 +1,109 @@
+import json
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+
+from iscl_cli.checkpoint import load_model, load_trusted_dict
+from iscl_cli.errors import IsclError
+from iscl_cli.train import TrainConfig, make_train_config, train
+from tests.tiny import TINY_NETWORK
+
+
+def write_stack(path, seed, slices=3, shape=(40, 48), dtype=np.uint16):
+    rng = np.random.default_rng(seed)
+    base = rng.uniform(200, 3000, size=(slices, *shape))
+    tifffile.imwrite(path, base.astype(dtype), photometric="minisblack")
+    return str(path)
+
+
+@pytest.fixture
+def folders(tmp_path):
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "ref").mkdir()
+    write_stack(tmp_path / "raw" / "a.tif", 1)
+    write_stack(tmp_path / "ref" / "b.tif", 2)
+    return str(tmp_path / "raw"), str(tmp_path / "ref")
+
+
+def tiny_config(folders, out, **overrides):
+    noisy, clean = folders
+    options = dict(steps=4, batch_size=2, patch_size=16, checkpoint_every=2, preview_every=2, device="cpu", out=str(out))
+    options.update(overrides)
+    return make_train_config([noisy], [clean], "quick", network=TINY_NETWORK, **options)
+
+
+def test_a_tiny_run_writes_model_metrics_preview_and_checkpoint(folders, tmp_path):
+    model_path = train(tiny_config(folders, tmp_path / "run"))
+    run = tmp_path / "run"
+    assert model_path == run / "model.pt"
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2, 3, 4]
+    assert {"d_total", "g_total", "h_total", "lr", "seconds"} <= set(records[0])
+    assert sorted(p.name for p in (run / "previews").iterdir()) == ["step-000002.png", "step-000004.png"]
+    assert load_trusted_dict(run / "checkpoint.pt", "checkpoint")["step"] == 4
+    loaded = load_model(model_path)
+    assert loaded.card["provenance"]["steps"] == 4
+    assert loaded.mapping.shared and loaded.mapping.noisy_low > 100
+
+
+def test_resume_continues_bit_for_bit(folders, tmp_path):
+    config = tiny_config(folders, tmp_path / "whole", steps=6, checkpoint_every=3)
+    train(config)
+
+    def stop_after_step_4(report):
+        if report.step == 4:
+            raise KeyboardInterrupt
+
+    interrupted = tiny_config(folders, tmp_path / "split", steps=6, checkpoint_every=3)
+    with pytest.raises(KeyboardInterrupt):
+        train(interrupted, progress=stop_after_step_4)
+    assert not (tmp_path / "split" / "model.pt").exists()
+    train(None, resume=tmp_path / "split")
+
+    whole = load_trusted_dict(tmp_path / "whole" / "model.pt", "model")["nets"]
+    split = load_trusted_dict(tmp_path / "split" / "model.pt", "model")["nets"]
+    for net in whole:
+        for key in whole[net]:
+            assert torch.equal(whole[net][key], split[net][key]), (net, key)
+    steps = [json.loads(line)["step"] for line in (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5, 6]
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(steps=0), "--steps must be at least 1"),
+    (dict(batch_size=0), "--batch-size must be at least 1"),
+    (dict(patch_size=8, network=dict(disc_layers=3)), "smaller than the discriminators"),
+])
+def test_bad_settings_are_refused(overrides, message):
+    network = overrides.pop("network", None)
+    with pytest.raises(IsclError, match=message):
+        make_train_config(["raw"], ["ref"], "quick", network=network, **overrides)
+
+
+def test_unknown_preset_and_network_setting():
+    with pytest.raises(IsclError, match="unknown preset"):
+        TrainConfig.from_preset("fast", noisy=[], clean=[])
+    with pytest.raises(IsclError, match="unknown network setting"):
+        make_train_config(["raw"], ["ref"], network={"depth": 3})
+
+
+def test_unwritable_out_is_refused_before_training(folders, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(IsclError, match="cannot write the run folder"):
+        train(tiny_config(folders, blocker / "run"))
+
+
+def test_images_smaller_than_the_patch(folders, tmp_path):
+    with pytest.raises(IsclError, match="smaller than the 64x64 training patch"):
+        train(tiny_config(folders, tmp_path / "run", patch_size=64))
+    assert not (tmp_path / "run" / "model.pt").exists()
+
+
+def test_constant_training_data_is_refused(tmp_path):
+    flat = tmp_path / "flat.tif"
+    tifffile.imwrite(flat, np.full((2, 32, 32), 100, np.uint16), photometric="minisblack")
+    with pytest.raises(IsclError, match="no contrast"):
+        train(tiny_config((str(flat), str(flat)), tmp_path / "run"))
