@@ -43,7 +43,6 @@ from models import ISCL, ISCLConfig
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-SERIES_SIDE = 512
 FLOP_COUNT_SIDE = 256
 Model = Callable[[torch.Tensor], torch.Tensor]
 
@@ -57,7 +56,8 @@ def parse_args() -> argparse.Namespace:
                         help="fp32 and/or autocast to bf16/fp16 (default fp32)")
     parser.add_argument("--reps", type=int, default=3, help="timed repetitions; the median is reported (default 3)")
     parser.add_argument("--series", type=int, default=0,
-                        help=f"also time ours on this many {SERIES_SIDE}^2 slices in a row (default 0: skip)")
+                        help="also time ours on this many slices in a row, as a series (default 0: skip)")
+    parser.add_argument("--series-side", type=int, default=512, help="side of the series' slices (default 512)")
     parser.add_argument("--tile-size", type=int, default=defaults["tile_size"], help="default: the tiler's")
     parser.add_argument("--overlap", type=int, default=defaults["overlap"], help="pixels (default: the tiler's)")
     parser.add_argument("--batch-size", type=int, default=defaults["batch_size"], help="default: the tiler's")
@@ -149,10 +149,11 @@ def compare_on_slice(side: int, methods: dict[str, Callable[[torch.Tensor, Model
     }
 
 
-def time_series(count: int, args: argparse.Namespace, model: Model, device: torch.device,
+def time_series(args: argparse.Namespace, model: Model, device: torch.device,
                 amp_dtype: torch.dtype | None) -> dict[str, Any]:
-    """Ours on ``count`` slices of SERIES_SIDE^2, one after another as ``iscl denoise`` runs them."""
-    slices = torch.rand(count, 1, SERIES_SIDE, SERIES_SIDE, device=device) * 2 - 1
+    """Ours on ``--series`` slices of ``--series-side`` pixels, one after another as ``iscl denoise`` runs them."""
+    count, side = args.series, args.series_side
+    slices = torch.rand(count, 1, side, side, device=device) * 2 - 1
     synchronize(device)
     started = time.perf_counter()
     for image in slices:
@@ -160,8 +161,7 @@ def time_series(count: int, args: argparse.Namespace, model: Model, device: torc
                                  batch_size=args.batch_size, amp_dtype=amp_dtype)
     synchronize(device)
     seconds = time.perf_counter() - started
-    return {"slices": count, "side": SERIES_SIDE, "seconds": seconds,
-            "megapixels_per_second": count * SERIES_SIDE**2 / 1e6 / seconds}
+    return {"slices": count, "side": side, "seconds": seconds, "megapixels_per_second": count * side**2 / 1e6 / seconds}
 
 
 def warm_up(methods: dict[str, Callable[[torch.Tensor, Model], torch.Tensor]], model: Model,
@@ -180,7 +180,7 @@ def print_table(runs: list[dict[str, Any]]) -> None:
         median, pixels = run["median_seconds"], run["model_megapixels"]
         print(f"{run['side']:>5}x{run['side']:<4} {run['precision']:>9} | {median['untiled']:>9.2f} "
               f"{median['ours']:>8.2f} {median['monai']:>8.2f} | {run['ours_over_untiled']:>12.3f} "
-              f"{run['ours_over_monai']:>10.3f} | {run['megapixels_per_second']['ours']:>10.3f} | "
+              f"{run['ours_over_monai']:>10.3f} | {run['megapixels_per_second']['ours']:>10.3g} | "
               f"{pixels['untiled']:.2f}/{pixels['ours']:.2f}/{pixels['monai']:.2f}")
 
 
@@ -204,9 +204,9 @@ def main() -> None:
             runs.append(run)
             print_table([run])
         if args.series:
-            series[precision] = time_series(args.series, args, model.denoise, device, amp_dtype)
-            print(f"series {args.series} x {SERIES_SIDE}^2, {precision}: "
-                  f"{series[precision]['megapixels_per_second']:.3f} Mpx/s ({series[precision]['seconds']:.1f} s)")
+            series[precision] = time_series(args, model.denoise, device, amp_dtype)
+            print(f"series of {args.series} slices of {args.series_side}^2, {precision}: "
+                  f"{series[precision]['megapixels_per_second']:.3g} Mpx/s ({series[precision]['seconds']:.1f} s)")
 
     print()
     print_table(runs)

@@ -5,21 +5,26 @@ Regenerate with ``python -m iscl_cli.cli_reference > docs/cli.md``; a test check
 
 from __future__ import annotations
 
-import click
 import typer.main
+from typer.core import TyperArgument, TyperOption
 
 from iscl_cli.cli import app
 
 
-def option_row(parameter: click.Parameter) -> str:
+def option_row(parameter: TyperOption) -> str:
     """One table row: the flags, the default and the help line."""
     names = " / ".join(f"`{name}`" for name in [*parameter.opts, *parameter.secondary_opts])
     default = parameter.default
-    shown = "" if default in (None, False, (), []) or callable(default) else f"`{default}`"
+    shown = "" if default is None or default is False or default == [] or callable(default) else f"`{default}`"
     if getattr(parameter, "required", False):
         shown = "required"
     help_text = (getattr(parameter, "help", None) or "").replace("|", "\\|")
     return f"| {names} | {shown} | {help_text} |"
+
+
+def argument_name(argument: TyperArgument) -> str:
+    """``INPUTS...`` for a variadic argument, ``MODEL`` for a single one."""
+    return (argument.metavar or argument.name.upper()) + ("..." if argument.nargs == -1 else "")
 
 
 def render() -> str:
@@ -29,14 +34,13 @@ def render() -> str:
              "`iscl COMMAND --help` prints the same.", "", f"{group.help}", "",
              "`iscl --version` prints the version.", ""]
     for name, command in sorted(group.commands.items()):
-        arguments = [p for p in command.params if isinstance(p, click.Argument)]
-        usage = " ".join([f"iscl {name}", "[OPTIONS]", *(p.human_readable_name.upper() + ("..." if p.nargs == -1 else "")
-                                                          for p in arguments)])
+        arguments = [p for p in command.params if isinstance(p, TyperArgument)]
+        usage = " ".join([f"iscl {name}", "[OPTIONS]", *map(argument_name, arguments)])
         lines += [f"## iscl {name}", "", (command.help or "").strip().splitlines()[0], "", f"    {usage}", ""]
         for argument in arguments:
             help_text = getattr(argument, "help", None) or ""
-            lines.append(f"- `{argument.human_readable_name.upper()}`: {help_text}")
-        options = [p for p in command.params if isinstance(p, click.Option) and p.name != "help"]
+            lines.append(f"- `{argument_name(argument)}`: {help_text}")
+        options = [p for p in command.params if isinstance(p, TyperOption) and p.name != "help"]
         if options:
             lines += ["" if arguments else "", "| option | default | meaning |", "|---|---|---|"]
             lines += [option_row(option) for option in options]

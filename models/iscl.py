@@ -204,18 +204,19 @@ class ISCL(nn.Module):
         # graph is kept for the extractor update.
         fx, gy, hx = run(self.F, x), run(self.G, y), run(self.H, x)
 
-        # 1. Discriminators: real vs fake, and the boosting pseudo-samples as fakes.
-        fx_, gy_, hx_ = fx.detach(), gy.detach(), hx.detach()
+        # 1. Discriminators: real vs fake, and the boosting pseudo-samples as fakes. Detached
+        # copies ("_const") keep this update's gradients out of F, G and H.
+        fx_const, gy_const, hx_const = fx.detach(), gy.detach(), hx.detach()
         d_total, d_terms = self.discriminator_loss(
-            run(self.D_X, x), run(self.D_X, gy_), run(self.D_X, y + hx_),
-            run(self.D_Y, y), run(self.D_Y, fx_), run(self.D_Y, x - hx_))
+            run(self.D_X, x), run(self.D_X, gy_const), run(self.D_X, y + hx_const),
+            run(self.D_Y, y), run(self.D_Y, fx_const), run(self.D_Y, x - hx_const))
         _update(opt_d, d_total, (self.D_X, self.D_Y))
 
         # 2. Generators. The discriminators just changed, so their scores are recomputed.
         with _frozen(self.D_X, self.D_Y):
             g_total, g_terms = self.generator_loss(
-                x, y, fx, hx_, g_fx=run(self.G, fx), f_gy=run(self.F, gy),
-                f_y_hx=run(self.F, y + hx_), dy_fx=run(self.D_Y, fx), dx_gy=run(self.D_X, gy))
+                x, y, fx, hx_const, g_fx=run(self.G, fx), f_gy=run(self.F, gy),
+                f_y_hx=run(self.F, y + hx_const), dy_fx=run(self.D_Y, fx), dx_gy=run(self.D_X, gy))
         _update(opt_g, g_total, (self.F, self.G))
 
         # 3. Extractor. F and G just changed, so the labels F(x) and G(y) are recomputed.

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from models.iscl import ISCL, ISCLConfig, build_optimizers
+from models.norm import BatchInstanceNorm2d
 
 NETS = ("F", "G", "H", "D_X", "D_Y")
 TINY = ISCLConfig(gen_base=4, gen_blocks=1, ext_width=4, ext_depth=3, disc_base=4, disc_layers=2, instance_window=16)
@@ -152,6 +153,47 @@ def test_denoise_in_eval_mode_does_not_depend_on_the_rest_of_the_batch() -> None
     model.eval()
     batch = torch.rand(3, 1, 24, 20) * 2 - 1
     torch.testing.assert_close(model.denoise(batch[2:]), model.denoise(batch)[2:])
+
+
+def _mixed_eval_model(window: int | None) -> ISCL:
+    """Tiny model with rho = 0.5 (both branches matter) and non-trivial running statistics, in eval mode."""
+    model = ISCL(ISCLConfig(**{**TINY.to_dict(), "instance_window": window}))
+    for module in model.modules():
+        if isinstance(module, BatchInstanceNorm2d):
+            with torch.no_grad():
+                module.rho.fill_(0.5)
+    with torch.no_grad():
+        model.F(torch.rand(4, 1, PATCH, PATCH))
+        model.H(torch.rand(4, 1, PATCH, PATCH))
+    return model.eval()
+
+
+def test_translation_step_follows_the_window() -> None:
+    assert ISCL(ISCLConfig()).translation_step == 16
+    assert ISCL(ISCLConfig(instance_window=32)).translation_step == 8
+    assert ISCL(TINY).translation_step == 4
+    assert ISCL(ISCLConfig(instance_window=None)).translation_step is None
+
+
+def test_a_tile_on_the_translation_grid_reproduces_the_whole_image_away_from_its_borders() -> None:
+    torch.manual_seed(0)
+    model = _mixed_eval_model(TINY.instance_window)
+    image = torch.rand(1, 1, 320, 320) * 2 - 1
+    top, left = 10 * model.translation_step, 11 * model.translation_step
+    tile = model.denoise(image[..., top:top + 256, left:left + 256])
+    whole = model.denoise(image)[..., top:top + 256, left:left + 256]
+    margin = 110  # beyond the tiny model's reach through convolutions and local statistics
+    inner = (..., slice(margin, -margin), slice(margin, -margin))
+    torch.testing.assert_close(tile[inner], whole[inner], rtol=0, atol=1e-6)
+
+
+def test_whole_tile_statistics_make_a_tile_differ_from_the_whole_image() -> None:
+    torch.manual_seed(0)
+    model = _mixed_eval_model(None)
+    image = torch.rand(1, 1, 320, 320) * 2 - 1
+    tile = model.denoise(image[..., 40:296, 44:300])
+    whole = model.denoise(image)[..., 40:296, 44:300]
+    assert (tile - whole)[..., 110:-110, 110:-110].abs().max() > 1e-3
 
 
 # --- one training step -----------------------------------------------------------------
