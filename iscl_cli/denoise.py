@@ -27,12 +27,12 @@ from iscl_cli.errors import IsclError
 from iscl_cli.intensity import IntensityMapping
 from iscl_cli.io import open_volumes
 from iscl_cli.io.atomic import atomic_path
-from iscl_cli.tiling import sliding_window_inference
+from iscl_cli.tiling import BLEND_MODES, sliding_window_inference
 from iscl_cli.volume import Volume
 from models.iscl import ISCL
+from models.networks import ResnetGenerator
 
 NOISE_SUFFIX = ".noise.tif"
-BLEND_MODES = ("gaussian", "cosine", "constant")
 BIGTIFF_BYTES = 2**32 - 2**25  # classic TIFF offsets are 32-bit; leave room for tags
 
 
@@ -45,17 +45,25 @@ class TileOptions:
     blend: str = "gaussian"
     batch_size: int = 4
 
-    def validated(self) -> TileOptions:
-        """Refuse options the tiler cannot use (one clear line each)."""
+    def validated(self, alignment: int = 1) -> TileOptions:
+        """Refuse options the tiler cannot use (one clear line each); ``alignment`` is ``tile_alignment(model)``."""
         if self.tile_size < 16:
             raise IsclError(f"--tile-size must be at least 16 (got {self.tile_size})")
-        if self.overlap < 0 or (isinstance(self.overlap, int) and self.overlap >= self.tile_size):
-            raise IsclError(f"--overlap must be >= 0 and smaller than the tile (got {self.overlap})")
+        overlap_pixels = int(self.overlap * self.tile_size) if isinstance(self.overlap, float) else self.overlap
+        most = self.tile_size - 2 * alignment
+        if self.overlap < 0 or (isinstance(self.overlap, float) and self.overlap >= 1) or overlap_pixels > most:
+            raise IsclError(f"--overlap must be 0 to {max(most, 0)} pixels for {self.tile_size}-pixel tiles "
+                            f"with this model (tiles advance in steps of {alignment}), got {self.overlap}")
         if self.blend not in BLEND_MODES:
             raise IsclError(f"--blend must be one of {', '.join(BLEND_MODES)} (got {self.blend!r})")
         if self.batch_size < 1:
             raise IsclError(f"--batch-size must be at least 1 (got {self.batch_size})")
         return self
+
+
+def tile_alignment(model: ISCL) -> int:
+    """The shift tiles must start at multiples of for ``model`` to give its whole-slice result."""
+    return model.translation_step or ResnetGenerator.downsampling
 
 
 def denoise_image(image: np.ndarray, model: ISCL, mapping: IntensityMapping, tiles: TileOptions) -> np.ndarray:
@@ -64,7 +72,7 @@ def denoise_image(image: np.ndarray, model: ISCL, mapping: IntensityMapping, til
     x = torch.from_numpy(mapping.to_model(image, "noisy"))[None].to(device)
     denoised = sliding_window_inference(x, model.denoise, tile_size=tiles.tile_size, overlap=tiles.overlap,
                                         blend=tiles.blend, batch_size=tiles.batch_size,
-                                        amp_dtype=autocast_dtype(device))
+                                        amp_dtype=autocast_dtype(device), alignment=tile_alignment(model))
     return mapping.to_physical(denoised[0].cpu().numpy(), "clean")
 
 
@@ -185,7 +193,10 @@ def run_plan(plan: DenoisePlan, loaded: LoadedModel, out_dir: Path, tiles: TileO
              on_slice: Callable[[], None] | None = None,
              on_job: Callable[[DenoiseJob], None] | None = None) -> list[DenoiseJob]:
     """Denoise every job of ``plan`` that has no error yet; a failing input is recorded and skipped."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise IsclError(f"cannot create the output folder ({error.strerror or error})", out_dir) from error
     for job in plan.jobs:
         if job.error is None:
             started = time.perf_counter()

@@ -8,8 +8,9 @@ cover it. Three choices keep this cheap and faithful to one untiled pass:
   at least ``overlap``, shrunk to the smallest size that still does, spaced evenly so the
   last one ends on the border. Nothing is padded: the model sees the slice's own borders
   exactly as an untiled pass does, and no compute is spent outside the slice.
-* Tile offsets are multiples of ``alignment``, the model's total downsampling, so every
-  tile sees the same stride-2 sampling grid as the whole slice.
+* Tile offsets are multiples of ``alignment``, the shift the model is exactly equivariant
+  to (ISCL: its stride-2 convolutions and its blocks of local statistics), so every tile
+  sees the same sampling grid as the whole slice.
 * The blending window of a tile is separable and the tile grid is a product of two axis
   layouts, so the sum of the windows at a pixel is a product of two 1D sums. Each axis's
   windows are divided by their sum once, up front: the 2D weights of the tiles covering a
@@ -26,8 +27,6 @@ from typing import Literal
 
 import torch
 
-from models.networks import ResnetGenerator
-
 BlendMode = Literal["gaussian", "cosine", "constant"]
 BLEND_MODES: tuple[str, ...] = ("gaussian", "cosine", "constant")
 
@@ -37,6 +36,9 @@ BLEND_MODES: tuple[str, ...] = ("gaussian", "cosine", "constant")
 EDGE_WEIGHT = 1e-8
 # The gaussian crossfade's standard deviation, as a fraction of the crossfade's width.
 GAUSSIAN_SIGMA = 0.25
+# ISCL.translation_step of a model trained on the paper's 64-pixel patches; a multiple of
+# the step of smaller windows too. Callers that have the model pass its own.
+DEFAULT_ALIGNMENT = 16
 
 
 def sliding_window_inference(
@@ -48,7 +50,7 @@ def sliding_window_inference(
     batch_size: int = 4,
     device: torch.device | str | None = None,
     amp_dtype: torch.dtype | None = None,
-    alignment: int = ResnetGenerator.downsampling,
+    alignment: int = DEFAULT_ALIGNMENT,
 ) -> torch.Tensor:
     """Run ``model`` over ``image`` tile by tile and blend the tiles into one output slice.
 
@@ -79,9 +81,9 @@ def sliding_window_inference(
         tile_size: the largest tile side in pixels, or (height, width). Larger tiles cost
             less overlap and fewer seams but more memory per batch.
         overlap: the least overlap of neighbouring tiles: an int is pixels, a float in
-            [0, 1) a fraction of the tile size. It must stay smaller than the tile size
-            minus ``alignment``. The default, 64 pixels, is the ISCL networks' local
-            statistics window (``ISCLConfig.instance_window``).
+            [0, 1) a fraction of the tile size; at most the tile size minus twice
+            ``alignment``. The default, 64 pixels, is the ISCL networks' default window of
+            local statistics (``ISCLConfig.instance_window``).
         blend: the shape of the crossfade: ``"gaussian"`` (a half Gaussian, sigma a quarter
             of the crossfade; it keeps the least weight near tile edges), ``"cosine"`` (a
             raised cosine; two neighbours' weights sum to one before normalisation) or
@@ -91,10 +93,11 @@ def sliding_window_inference(
             accumulator live there; the result is moved back to ``image.device``.
         amp_dtype: with a dtype (``torch.bfloat16``, ``torch.float16``), the model runs
             under autocast to it; blending is float32 either way.
-        alignment: tile offsets are multiples of this. Set it to the model's total
-            downsampling factor: a stride-2 network shifted by an odd number of pixels
-            samples a different grid and gives a different result. The default is ISCL's
-            generator (4); 1 for a model without strides.
+        alignment: tile offsets are multiples of this. Pass the shift the model is
+            equivariant to, ``ISCL.translation_step`` (or at least its generator's
+            downsampling, 4): a stride-2 network shifted by an odd number of pixels samples
+            a different grid and gives a different result. The default, 16, is the step of
+            a model trained on 64-pixel patches; 1 suits a model without strides.
 
     Returns:
         (C', H, W) float32 tensor on ``image.device``.
