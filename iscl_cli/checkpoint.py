@@ -83,28 +83,26 @@ def load_model(path: Path, device: torch.device | str = "cpu") -> LoadedModel:
         raise IsclError("not an iscl model file (it may be a training checkpoint: use the run's model.pt)", path)
     if payload.get("format_version", 0) > MODEL_FORMAT_VERSION:
         raise IsclError(f"written by a newer iscl (model format {payload['format_version']}); upgrade iscl", path)
-    model = ISCL(ISCLConfig.from_dict(payload["config"]))
     try:
+        model = ISCL(ISCLConfig.from_dict(payload["config"]))
         for name, state in payload["nets"].items():
             getattr(model, name).load_state_dict(state)
-    except (RuntimeError, AttributeError) as error:
-        raise IsclError(f"weights do not match the stored architecture ({str(error).splitlines()[0]})", path) from None
+        mapping = IntensityMapping.from_dict(payload["intensity"])
+        card = {"path": str(path), "nets": sorted(payload["nets"]), "config": payload["config"],
+                "intensity": payload["intensity"], "provenance": payload.get("provenance", {})}
+    except KeyError as error:
+        raise IsclError(f"damaged model file: it lacks {error}", path) from None
+    except (RuntimeError, AttributeError, TypeError, ValueError) as error:
+        raise IsclError(f"damaged model file ({str(error).splitlines()[0]})", path) from None
     missing = [name for name in INFERENCE_NETS if name not in payload["nets"]]
     if missing:
         raise IsclError(f"model file lacks the {', '.join(missing)} network(s)", path)
     model.to(device).eval()
-    card = {
-        "path": str(path),
-        "nets": sorted(payload["nets"]),
-        "config": payload["config"],
-        "intensity": payload["intensity"],
-        "provenance": payload["provenance"],
-    }
-    return LoadedModel(path, model, IntensityMapping.from_dict(payload["intensity"]), card)
+    return LoadedModel(path, model, mapping, card)
 
 
 def read_model_card(path: Path) -> dict[str, Any]:
-    """The description of a model file that ``iscl info`` prints (no networks built)."""
+    """The description of a model file that ``iscl info`` prints (read through ``load_model``, so it is checked)."""
     return load_model(path).card
 
 

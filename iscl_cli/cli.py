@@ -174,6 +174,7 @@ def train(
     per_domain: Annotated[bool, typer.Option("--per-domain", help="Fit a separate intensity range to each domain (for different contrasts; see docs/training.md).")] = False,
     net: Annotated[list[str], typer.Option("--net", help="Override a network size, NAME=VALUE (e.g. --net gen_base=24); repeatable.")] = [],
     export: Annotated[bool, typer.Option("--export", help="Save only F and H in the model file (inference only, smaller).")] = False,
+    channel: ChannelOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors and the model path.")] = False,
 ) -> None:
     """Learn a denoiser from a folder of noisy scans and an unrelated folder of clean references."""
@@ -183,12 +184,17 @@ def train(
     setup_notes(quiet)
     if resume is None and (not noisy or not clean):
         raise IsclError("give both --noisy and --clean (or --resume RUN_FOLDER)")
+    ignored = [name for name, value in (("--noisy", noisy), ("--clean", clean), ("--out", out_dir), ("--steps", steps),
+               ("--batch-size", batch_size), ("--patch-size", patch_size), ("--lr", lr), ("--net", net),
+               ("--window", window), ("--channel", channel)) if value]
+    if resume is not None and ignored:
+        logging.getLogger("iscl").warning("--resume continues with the run's stored settings; ignoring %s", ", ".join(ignored))
     config = make_train_config(
         noisy, clean, preset, network=parse_assignments(net), out=out_dir, steps=steps, batch_size=batch_size,
         patch_size=patch_size, lr=lr, device=device, seed=seed, val_noisy=val_noisy or None,
         val_clean=val_clean or None, val_every=val_every, checkpoint_every=checkpoint_every,
         preview_every=preview_every, window=parse_window(window) if window else None, per_domain=per_domain,
-        export=export,
+        export=export, channel=channel,
     ) if resume is None else None
     with TrainProgress(quiet, every=10) as progress:
         model_path = run_training(config, resume=resume, progress=progress)
@@ -214,14 +220,14 @@ def denoise(
 ) -> None:
     """Denoise TIFF stacks and DICOM series with a trained model; writes the same format to -o."""
     from iscl_cli.checkpoint import load_model, resolve_model_path
-    from iscl_cli.denoise import TileOptions, plan_outputs, run_plan
+    from iscl_cli.denoise import TileOptions, plan_outputs, run_plan, tile_alignment
     from iscl_cli.devices import resolve_device
 
     setup_notes(quiet)
     started = time.perf_counter()
-    tiles = TileOptions(tile_size=tile_size, overlap=int(overlap) if overlap >= 1 else overlap, blend=blend,
-                        batch_size=batch_size).validated()
     loaded = load_model(resolve_model_path(model, Path.cwd()), resolve_device(device))
+    tiles = TileOptions(tile_size=tile_size, overlap=int(overlap) if overlap >= 1 else overlap, blend=blend,
+                        batch_size=batch_size).validated(tile_alignment(loaded.model))
     plan = plan_outputs(inputs, output, overwrite=overwrite, write_noise=write_noise, channel=channel)
     show_bar = not quiet and not as_json and out.is_terminal
 

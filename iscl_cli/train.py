@@ -69,6 +69,7 @@ class TrainConfig:
     window: tuple[float, float] | None = None
     per_domain: bool = False
     export: bool = False
+    channel: int | None = None
 
     @classmethod
     def from_preset(cls, preset: str, network: dict[str, Any] | None = None, **overrides: Any) -> TrainConfig:
@@ -159,8 +160,8 @@ class Run:
         self.config = config
         self.device = resolve_device(config.device)
         self.amp_dtype = autocast_dtype(self.device)
-        noisy_volumes = open_volumes(config.noisy)
-        clean_volumes = open_volumes(config.clean)
+        noisy_volumes = open_volumes(config.noisy, config.channel)
+        clean_volumes = open_volumes(config.clean, config.channel)
         self.mapping = mapping or fit_intensity(noisy_volumes, clean_volumes, seed=config.seed,
                                                 window=config.window, per_domain=config.per_domain)
         self.rng = np.random.default_rng(config.seed)
@@ -281,7 +282,7 @@ def train(config: TrainConfig | None, root: Path | None = None, resume: Path | N
         run_dir = new_run_dir(config.out, root)
         run = Run(config)
         (run_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
-    validator = Validator(config.val_noisy, config.val_clean, run.mapping) if config.val_noisy else None
+    validator = Validator(config.val_noisy, config.val_clean, run.mapping, channel=config.channel) if config.val_noisy else None
     metrics_path = run_dir / "metrics.jsonl"
     with metrics_path.open("a") as metrics:
         while run.step < config.steps:

@@ -23,12 +23,12 @@ class Validator:
     """
 
     def __init__(self, noisy_specs: Sequence[str], clean_specs: Sequence[str], mapping: IntensityMapping,
-                 max_slices: int = 8, tiles: TileOptions | None = None) -> None:
+                 max_slices: int = 8, tiles: TileOptions | None = None, channel: int | None = None) -> None:
         self.mapping = mapping
         self.tiles = tiles or TileOptions()
         self.data_range = mapping.clean_high - mapping.clean_low
-        noisy = [image for volume in open_volumes(noisy_specs) for image in volume.slices()][:max_slices]
-        clean = [image for volume in open_volumes(clean_specs) for image in volume.slices()][:max_slices]
+        noisy = [image for volume in open_volumes(noisy_specs, channel) for image in volume.slices()][:max_slices]
+        clean = [image for volume in open_volumes(clean_specs, channel) for image in volume.slices()][:max_slices]
         if len(noisy) != len(clean) or any(a.shape != b.shape for a, b in zip(noisy, clean)):
             raise IsclError("--val-noisy and --val-clean must hold the same number of slices of the same sizes, "
                             "in the same order (they are pairs)")

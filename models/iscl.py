@@ -47,6 +47,9 @@ class ISCLConfig:
     instance_window: int | None = 64
 
     def __post_init__(self) -> None:
+        for name in ("channels", "gen_base", "gen_blocks", "ext_width", "ext_depth", "disc_base", "disc_layers"):
+            if not isinstance(getattr(self, name), int):
+                raise ValueError(f"ISCLConfig.{name} must be a whole number, got {getattr(self, name)}")
         for name in ("channels", "gen_base", "ext_width", "disc_base", "disc_layers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"ISCLConfig.{name} must be at least 1, got {getattr(self, name)}")

@@ -72,3 +72,21 @@ def test_default_model_is_the_newest_run(tmp_path):
 def test_no_default_model_is_a_clear_error(tmp_path):
     with pytest.raises(IsclError, match="no model given and none found"):
         resolve_model_path(None, tmp_path)
+
+
+@pytest.mark.parametrize("damage", [
+    lambda payload: payload.pop("intensity"),
+    lambda payload: payload.pop("config"),
+    lambda payload: payload["config"].update(gen_base="wide"),
+    lambda payload: payload["config"].update(colour=3),
+    lambda payload: payload["intensity"].clear(),
+    lambda payload: payload["nets"]["F"].popitem(),
+])
+def test_a_damaged_model_file_gives_one_line(tmp_path, damage):
+    path = tiny_model_file(tmp_path / "model.pt")
+    payload = torch.load(path, weights_only=True)
+    damage(payload)
+    torch.save(payload, path)
+    with pytest.raises(IsclError, match="model.pt: damaged model file") as error:
+        load_model(path)
+    assert "\n" not in str(error.value)

@@ -130,3 +130,38 @@ def test_denoise_without_any_model_is_one_line(run_cli, tmp_path, monkeypatch):
 
 def test_train_refuses_steps_zero(run_cli, tmp_path):
     one_line_error(run_cli("train", "--noisy", tmp_path, "--clean", tmp_path, "--steps", "0"), "--steps")
+
+
+def test_denoise_option_and_output_problems_are_one_line(run_cli, tmp_path):
+    model = tiny_model_file(tmp_path / "model.pt")
+    tifffile.imwrite(tmp_path / "a.tif", np.ones((1, 20, 20), np.uint16), photometric="minisblack")
+    # Tiles advance in steps of at least 4 (the generators' downsampling): 60 of 64 pixels cannot overlap.
+    one_line_error(run_cli("denoise", tmp_path / "a.tif", "-o", tmp_path / "out", "--model", model,
+                           "--tile-size", "64", "--overlap", "60"), "--overlap", "pixels for 64-pixel tiles")
+    (tmp_path / "file").write_text("in the way")
+    one_line_error(run_cli("denoise", tmp_path / "a.tif", "-o", tmp_path / "file" / "out", "--model", model),
+                   "cannot create the output folder")
+
+
+def test_train_refuses_a_fractional_network_width(run_cli, tmp_path):
+    one_line_error(run_cli("train", "--noisy", tmp_path, "--clean", tmp_path, "--net", "gen_base=1.5"),
+                   "gen_base", "whole number")
+
+
+def test_train_takes_one_channel_of_rgb_data(run_cli, tmp_path):
+    rng = np.random.default_rng(0)
+    for name in ("noisy", "clean"):
+        (tmp_path / name).mkdir()
+        tifffile.imwrite(tmp_path / name / "rgb.tif", rng.integers(0, 255, (2, 40, 40, 3)).astype(np.uint8),
+                         photometric="rgb")
+    args = ["train", "--noisy", tmp_path / "noisy", "--clean", tmp_path / "clean", "--steps", "1",
+            "--batch-size", "1", "--patch-size", "16", "--device", "cpu", "--out", tmp_path / "run", "--quiet",
+            *[f"--net={k}={v}" for k, v in TINY_NETWORK.items()]]
+    one_line_error(run_cli(*args), "--channel")
+    result = run_cli(*args, "--channel", "1")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["channel"] == 1
+
+    resumed = run_cli("train", "--resume", tmp_path / "run", "--steps", "5")
+    assert resumed.exit_code == 0, resumed.output
+    assert "ignoring --steps" in resumed.stderr
