@@ -43,7 +43,7 @@ from models import ISCL, ISCLConfig
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-FLOP_COUNT_SIDE = 256
+FLOP_COUNT_SIDE = 128
 Model = Callable[[torch.Tensor], torch.Tensor]
 
 

@@ -4,9 +4,11 @@ One iteration is one ``ISCL.train_step`` (the three updates). Its FLOPs are coun
 step with torch's FlopCounterMode, which counts the convolutions and transposed convolutions
 of every forward pass the step runs and of their backward passes (normalisation and
 activations are not counted). Timing: the median over ``--steps`` iterations after
-``--warmup`` untimed ones, on random patches in [-1, 1] with paper-sized networks.
+``--warmup`` untimed ones, on random patches in [-1, 1], with the networks, batch and patch
+size of a training preset (``--preset``, default paper; ``--batch``/``--patch`` override).
 
     python benchmarks/train_speed.py --device cpu --steps 3
+    python benchmarks/train_speed.py --device cpu --preset quick --steps 20
     python benchmarks/train_speed.py --device cuda --steps 20 --amp
 
 Prints a table and writes benchmarks/results/train_speed-<device>.json.
@@ -27,6 +29,7 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from iscl_cli.train import PRESETS
 from models import ISCL, ISCLConfig, build_optimizers
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -37,13 +40,19 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu",
                         help="where to train (default: cuda if available)")
-    parser.add_argument("--batch", type=int, default=16, help="patches per domain per iteration (default 16)")
-    parser.add_argument("--patch", type=int, default=64, help="patch side in pixels (default 64)")
+    parser.add_argument("--preset", choices=tuple(PRESETS), default="paper",
+                        help="networks, batch and patch of this `iscl train` preset (default paper)")
+    parser.add_argument("--batch", type=int, default=None, help="patches per domain per iteration (default: the preset's)")
+    parser.add_argument("--patch", type=int, default=None, help="patch side in pixels (default: the preset's)")
     parser.add_argument("--steps", type=int, default=5, help="timed iterations (default 5)")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed iterations first (default 1)")
+    parser.add_argument("--warmup", type=int, default=1,
+                        help="untimed iterations after the FLOP-counting one, which warms up too (default 1)")
     parser.add_argument("--amp", action="store_true", help="bfloat16 autocast")
-    parser.add_argument("--out", type=Path, default=None, help="JSON path (default benchmarks/results/train_speed-<device>.json)")
-    return parser.parse_args()
+    parser.add_argument("--out", type=Path, default=None, help="JSON path (default benchmarks/results/train_speed-<preset>-<device>.json)")
+    args = parser.parse_args()
+    args.batch = args.batch or PRESETS[args.preset]["batch_size"]
+    args.patch = args.patch or PRESETS[args.preset]["patch_size"]
+    return args
 
 
 def make_batch(batch: int, patch: int, device: torch.device, channels_last: bool) -> torch.Tensor:
@@ -76,11 +85,12 @@ def time_steps(step: Callable[[], Any], device: torch.device, warmup: int, steps
         step()
     synchronize(device)
     seconds = []
-    for _ in range(steps):
+    for index in range(steps):
         started = time.perf_counter()
         step()
         synchronize(device)
         seconds.append(time.perf_counter() - started)
+        print(f"  iteration {index + 1}/{steps}: {seconds[-1]:.3f} s", flush=True)
     return seconds
 
 
@@ -96,7 +106,7 @@ def main() -> None:
     channels_last = device.type == "cuda"
     amp_dtype = torch.bfloat16 if args.amp else None
     torch.manual_seed(0)
-    config = ISCLConfig()
+    config = ISCLConfig(**PRESETS[args.preset]["network"], instance_window=args.patch)
     model = ISCL(config).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -109,12 +119,15 @@ def main() -> None:
         optimizers.advance_schedules()
         return losses
 
+    print(f"counting FLOPs on one iteration ({args.device}, batch {args.batch}, patch {args.patch})", flush=True)
     flops, forward_by_class = count_flops(step)
+    print(f"  {flops / 1e9:.1f} GFLOP per iteration; timing", flush=True)
     seconds = time_steps(step, device, args.warmup, args.steps)
     median = statistics.median(seconds)
     result = {
         "device": args.device,
         "device_name": device_name(device),
+        "preset": args.preset,
         "torch": torch.__version__,
         "batch": args.batch,
         "patch": args.patch,
@@ -131,6 +144,7 @@ def main() -> None:
     }
     print(f"ISCL training speed on {result['device_name']} (torch {torch.__version__})")
     rows = [
+        ("preset networks", args.preset),
         ("batch x patch", f"{args.batch} x {args.patch}x{args.patch}"),
         ("autocast", result["amp"] or "off"),
         ("timed iterations", f"{args.steps} (after {args.warmup} warm-up)"),
@@ -143,7 +157,7 @@ def main() -> None:
     width = max(len(label) for label, _ in rows)
     for label, value in rows:
         print(f"  {label:<{width}}  {value}")
-    out = args.out or RESULTS_DIR / f"train_speed-{args.device}.json"
+    out = args.out or RESULTS_DIR / f"train_speed-{args.preset}-{args.device}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     temporary = out.with_suffix(".tmp")
     temporary.write_text(json.dumps(result, indent=2) + "\n")
