@@ -421,14 +421,21 @@ CT_STORED_RANGE_HU = (-1024.0, 3071.0)
 CT_UNIT_WINDOW_HU = (-1000.0, 1000.0)
 
 
-def _store(image: np.ndarray, phantom: str) -> np.ndarray:
+def store_phantom(image: np.ndarray, phantom: str) -> np.ndarray:
     """A phantom-unit image in its stored dtype: uint16 counts, or int16 HU for CT."""
     if phantom == "ct":
         return np.clip(np.rint(image), *CT_STORED_RANGE_HU).astype(np.int16)
     return _to_dtype(COUNTS_OFFSET + COUNTS_PER_UNIT * image, np.dtype(np.uint16))
 
 
-def _add_noise(
+def unstore_phantom(stored: np.ndarray, phantom: str) -> np.ndarray:
+    """The inverse of ``store_phantom`` (up to its rounding): phantom units, float32."""
+    if phantom == "ct":
+        return stored.astype(np.float32)
+    return ((stored.astype(np.float32) - COUNTS_OFFSET) / COUNTS_PER_UNIT).astype(np.float32)
+
+
+def add_phantom_noise(
     clean: np.ndarray, phantom: str, noise: str, rng: np.random.Generator, params: dict[str, float]
 ) -> np.ndarray:
     """Apply a noise model to a phantom in the units that model expects; result in phantom units."""
@@ -500,22 +507,22 @@ def make_unpaired_set(
     dtype = np.dtype(np.int16 if phantom == "ct" else np.uint16)
     for index in range(n_train):
         noisy_source = make_phantom(shape, stream(_NOISY_SOURCE, index))
-        noisy = _add_noise(noisy_source, phantom, noise, stream(_NOISY_NOISE, index), noise_params)
+        noisy = add_phantom_noise(noisy_source, phantom, noise, stream(_NOISY_NOISE, index), noise_params)
         _write_tiff_atomically(
-            paths["noisy"] / f"noisy_{index:03d}.tif", [_store(noisy, phantom)], shape, dtype, "YX"
+            paths["noisy"] / f"noisy_{index:03d}.tif", [store_phantom(noisy, phantom)], shape, dtype, "YX"
         )
         clean = make_phantom(shape, stream(_CLEAN_SOURCE, index))
         _write_tiff_atomically(
-            paths["clean"] / f"clean_{index:03d}.tif", [_store(clean, phantom)], shape, dtype, "YX"
+            paths["clean"] / f"clean_{index:03d}.tif", [store_phantom(clean, phantom)], shape, dtype, "YX"
         )
 
     test_clean = [make_phantom(shape, stream(_TEST_SOURCE, index)) for index in range(n_test)]
     test_noisy = [
-        _add_noise(clean, phantom, noise, stream(_TEST_NOISE, index), noise_params)
+        add_phantom_noise(clean, phantom, noise, stream(_TEST_NOISE, index), noise_params)
         for index, clean in enumerate(test_clean)
     ]
     for kind, images in (("test_clean", test_clean), ("test_noisy", test_noisy)):
         _write_tiff_atomically(
-            paths[kind], [_store(image, phantom) for image in images], (n_test, *shape), dtype, "ZYX"
+            paths[kind], [store_phantom(image, phantom) for image in images], (n_test, *shape), dtype, "ZYX"
         )
     return paths
