@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import math
 import os
 import platform
 import statistics
@@ -127,13 +128,13 @@ def compare_on_slice(side: int, methods: dict[str, Callable[[torch.Tensor, Model
     """Seconds per repetition of each method on one side x side slice, and the pixels each ran the model on."""
     image = torch.rand(1, side, side, device=device) * 2 - 1
     seconds: dict[str, list[float]] = {name: [] for name in methods}
-    model_pixels = {}
+    model_pixels, outputs = {}, {}
     for _ in range(reps):
         for name, method in methods.items():
             counting = CountingModel(model)
             synchronize(device)
             started = time.perf_counter()
-            method(image, counting)
+            outputs[name] = method(image, counting)
             synchronize(device)
             seconds[name].append(time.perf_counter() - started)
             model_pixels[name] = counting.pixels
@@ -146,7 +147,14 @@ def compare_on_slice(side: int, methods: dict[str, Callable[[torch.Tensor, Model
         "model_megapixels": {name: pixels / 1e6 for name, pixels in model_pixels.items()},
         "ours_over_untiled": median["ours"] / median["untiled"],
         "ours_over_monai": median["ours"] / median["monai"],
+        "psnr_db_vs_untiled": {name: psnr_db(outputs[name], outputs["untiled"]) for name in ("ours", "monai")},
     }
+
+
+def psnr_db(result: torch.Tensor, reference: torch.Tensor) -> float:
+    """PSNR of ``result`` against ``reference`` over the model's [-1, 1] range (peak-to-peak 2)."""
+    mse = torch.mean((result.float() - reference.float()) ** 2).item()
+    return float("inf") if mse == 0 else 10 * math.log10(4.0 / mse)
 
 
 def time_series(args: argparse.Namespace, model: Model, device: torch.device,
@@ -175,13 +183,15 @@ def warm_up(methods: dict[str, Callable[[torch.Tensor, Model], torch.Tensor]], m
 
 def print_table(runs: list[dict[str, Any]]) -> None:
     print(f"{'slice':>10} {'precision':>9} | {'untiled s':>9} {'ours s':>8} {'monai s':>8} | "
-          f"{'ours/untiled':>12} {'ours/monai':>10} | {'ours Mpx/s':>10} | model Mpx untiled/ours/monai")
+          f"{'ours/untiled':>12} {'ours/monai':>10} | {'ours Mpx/s':>10} | model Mpx untiled/ours/monai | "
+          "PSNR vs untiled ours/monai")
     for run in runs:
         median, pixels = run["median_seconds"], run["model_megapixels"]
         print(f"{run['side']:>5}x{run['side']:<4} {run['precision']:>9} | {median['untiled']:>9.2f} "
               f"{median['ours']:>8.2f} {median['monai']:>8.2f} | {run['ours_over_untiled']:>12.3f} "
               f"{run['ours_over_monai']:>10.3f} | {run['megapixels_per_second']['ours']:>10.3g} | "
-              f"{pixels['untiled']:.2f}/{pixels['ours']:.2f}/{pixels['monai']:.2f}")
+              f"{pixels['untiled']:.2f}/{pixels['ours']:.2f}/{pixels['monai']:.2f} | "
+              f"{run['psnr_db_vs_untiled']['ours']:.1f}/{run['psnr_db_vs_untiled']['monai']:.1f} dB")
 
 
 def main() -> None:
