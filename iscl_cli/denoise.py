@@ -40,8 +40,8 @@ BIGTIFF_BYTES = 2**32 - 2**25  # classic TIFF offsets are 32-bit; leave room for
 class TileOptions:
     """How slices are cut into tiles (see ``sliding_window_inference``)."""
 
-    tile_size: int = 256
-    overlap: float | int = 0.125
+    tile_size: int = 512
+    overlap: float | int = 64
     blend: str = "gaussian"
     batch_size: int = 4
 
