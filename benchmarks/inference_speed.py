@@ -138,6 +138,7 @@ def compare_on_slice(side: int, methods: dict[str, Callable[[torch.Tensor, Model
             synchronize(device)
             seconds[name].append(time.perf_counter() - started)
             model_pixels[name] = counting.pixels
+            print(f"  {side}x{side} {name}: {seconds[name][-1]:.1f} s", flush=True)
     median = {name: statistics.median(values) for name, values in seconds.items()}
     return {
         "side": side,

@@ -27,7 +27,7 @@ from iscl_cli.errors import IsclError
 from iscl_cli.intensity import IntensityMapping
 from iscl_cli.io import open_volumes
 from iscl_cli.io.atomic import atomic_path
-from iscl_cli.tiling import BLEND_MODES, sliding_window_inference
+from iscl_cli.tiling import BLEND_MODES, overlap_pixels, sliding_window_inference
 from iscl_cli.volume import Volume
 from models.iscl import ISCL
 from models.networks import ResnetGenerator
@@ -49,11 +49,12 @@ class TileOptions:
         """Refuse options the tiler cannot use (one clear line each); ``alignment`` is ``tile_alignment(model)``."""
         if self.tile_size < 16:
             raise IsclError(f"--tile-size must be at least 16 (got {self.tile_size})")
-        overlap_pixels = int(self.overlap * self.tile_size) if isinstance(self.overlap, float) else self.overlap
-        most = self.tile_size - 2 * alignment
-        if self.overlap < 0 or (isinstance(self.overlap, float) and self.overlap >= 1) or overlap_pixels > most:
-            raise IsclError(f"--overlap must be 0 to {max(most, 0)} pixels for {self.tile_size}-pixel tiles "
-                            f"with this model (tiles advance in steps of {alignment}), got {self.overlap}")
+        try:
+            overlap_pixels(self.overlap, self.tile_size, alignment)
+        except ValueError:
+            raise IsclError(f"--overlap must be 0 to {max(self.tile_size - 2 * alignment, 0)} pixels for "
+                            f"{self.tile_size}-pixel tiles with this model (tiles advance in steps of {alignment}), "
+                            f"got {self.overlap}") from None
         if self.blend not in BLEND_MODES:
             raise IsclError(f"--blend must be one of {', '.join(BLEND_MODES)} (got {self.blend!r})")
         if self.batch_size < 1:

@@ -115,8 +115,8 @@ def sliding_window_inference(
     if alignment < 1:
         raise ValueError(f"alignment must be at least 1, got {alignment}")
     tile_height, tile_width = _pair(tile_size)
-    overlap_height = _overlap_pixels(overlap, tile_height, alignment)
-    overlap_width = _overlap_pixels(overlap, tile_width, alignment)
+    overlap_height = overlap_pixels(overlap, tile_height, alignment)
+    overlap_width = overlap_pixels(overlap, tile_width, alignment)
     compute_device = image.device if device is None else torch.device(device)
     _, height, width = image.shape
 
@@ -172,7 +172,7 @@ def _pair(tile_size: int | tuple[int, int]) -> tuple[int, int]:
     return sides[0], sides[1]
 
 
-def _overlap_pixels(overlap: float | int, tile: int, alignment: int) -> int:
+def overlap_pixels(overlap: float | int, tile: int, alignment: int) -> int:
     """The overlap in pixels for one tile side; it leaves room for tiles to advance by ``alignment``."""
     pixels = int(overlap * tile) if isinstance(overlap, float) else overlap
     if isinstance(overlap, float) and not 0.0 <= overlap < 1.0:

@@ -87,7 +87,7 @@ def test_run_plan_goes_on_after_a_failure(loaded, tmp_path):
 
 
 @pytest.mark.parametrize("options, message", [
-    (dict(tile_size=8), "--tile-size"), (dict(overlap=300), "--overlap"), (dict(blend="box"), "--blend"),
+    (dict(tile_size=8), "--tile-size"), (dict(overlap=600), "--overlap"), (dict(blend="box"), "--blend"),
     (dict(batch_size=0), "--batch-size")])
 def test_bad_tile_options(options, message):
     with pytest.raises(IsclError, match=message):
