@@ -103,13 +103,17 @@ def inspect(
             out.print(f"  {key:<18} {value}", markup=False)
 
 
-def parse_assignments(settings: list[str]) -> dict[str, int | float]:
-    """``["gen_base=16", "sigma=0.5"]`` -> ``{"gen_base": 16, "sigma": 0.5}`` (for --net and --param)."""
-    parsed: dict[str, int | float] = {}
+def parse_assignments(settings: list[str]) -> dict[str, bool | int | float]:
+    """``["gen_base=16", "sigma=0.5", "identity_start=false"]`` -> ``{"gen_base": 16, "sigma": 0.5,
+    "identity_start": False}`` (for --net and --param)."""
+    parsed: dict[str, bool | int | float] = {}
     for setting in settings:
         key, sep, value = setting.partition("=")
         if not sep:
             raise IsclError(f"expected NAME=VALUE (got {setting!r})")
+        if value.strip().lower() in ("true", "false"):
+            parsed[key.strip()] = value.strip().lower() == "true"
+            continue
         try:
             parsed[key.strip()] = int(value) if value.strip().lstrip("-").isdigit() else float(value)
         except ValueError:

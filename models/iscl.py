@@ -33,6 +33,8 @@ class ISCLConfig:
     ``instance_window`` is the eval-mode window (input pixels) of the instance statistics,
     set it to the training patch size; None uses whole-tile statistics (see models/norm.py).
     Training patches must be at least ``min_patch_size`` (the discriminators' smallest input).
+    ``identity_start`` (not in the paper) makes F and G residual generators that start as the
+    identity and starts H at zero, so the untrained ensemble returns its input unchanged.
     """
 
     channels: int = 1
@@ -45,6 +47,7 @@ class ISCLConfig:
     lam: float = 30.0
     gamma: float = 0.5
     instance_window: int | None = 64
+    identity_start: bool = False
 
     def __post_init__(self) -> None:
         for name in ("channels", "gen_base", "gen_blocks", "ext_width", "ext_depth", "disc_base", "disc_layers"):
@@ -61,6 +64,9 @@ class ISCLConfig:
             raise ValueError(f"ISCLConfig.lam must be >= 0, got {self.lam}")
         if not 0.0 <= self.gamma <= 1.0:
             raise ValueError(f"ISCLConfig.gamma must be in [0, 1], got {self.gamma}")
+        if self.identity_start not in (True, False):
+            raise ValueError(f"ISCLConfig.identity_start must be true or false, got {self.identity_start}")
+        self.identity_start = bool(self.identity_start)
         if self.instance_window is not None and self.instance_window < 1:
             raise ValueError(f"ISCLConfig.instance_window must be positive or None, got {self.instance_window}")
 
@@ -117,9 +123,11 @@ class ISCL(nn.Module):
     def __init__(self, config: ISCLConfig) -> None:
         super().__init__()
         self.config = config
-        self.F = ResnetGenerator(config.channels, config.gen_base, config.gen_blocks, config.instance_window)
-        self.G = ResnetGenerator(config.channels, config.gen_base, config.gen_blocks, config.instance_window)
-        self.H = NoiseExtractor(config.channels, config.ext_width, config.ext_depth, config.instance_window)
+        generator_sizes = (config.channels, config.gen_base, config.gen_blocks, config.instance_window)
+        self.F = ResnetGenerator(*generator_sizes, residual=config.identity_start)
+        self.G = ResnetGenerator(*generator_sizes, residual=config.identity_start)
+        self.H = NoiseExtractor(config.channels, config.ext_width, config.ext_depth, config.instance_window,
+                                zero_start=config.identity_start)
         self.D_X = Discriminator(config.channels, config.disc_base, config.disc_layers)
         self.D_Y = Discriminator(config.channels, config.disc_base, config.disc_layers)
 
@@ -207,19 +215,25 @@ class ISCL(nn.Module):
         # graph is kept for the extractor update.
         fx, gy, hx = run(self.F, x), run(self.G, y), run(self.H, x)
 
+        def scores(discriminator: nn.Module, *batches: Tensor) -> tuple[Tensor, ...]:
+            # One call on real and fake together: the discriminators' batch statistics, taken
+            # per call, would otherwise normalise away every difference between the batches.
+            return run(discriminator, torch.cat(batches)).split([len(batch) for batch in batches])
+
         # 1. Discriminators: real vs fake, and the boosting pseudo-samples as fakes. Detached
         # copies ("_const") keep this update's gradients out of F, G and H.
         fx_const, gy_const, hx_const = fx.detach(), gy.detach(), hx.detach()
-        d_total, d_terms = self.discriminator_loss(
-            run(self.D_X, x), run(self.D_X, gy_const), run(self.D_X, y + hx_const),
-            run(self.D_Y, y), run(self.D_Y, fx_const), run(self.D_Y, x - hx_const))
+        d_total, d_terms = self.discriminator_loss(*scores(self.D_X, x, gy_const, y + hx_const),
+                                                   *scores(self.D_Y, y, fx_const, x - hx_const))
         _update(opt_d, d_total, (self.D_X, self.D_Y))
 
-        # 2. Generators. The discriminators just changed, so their scores are recomputed.
+        # 2. Generators. The discriminators just changed, so their scores are recomputed, each
+        # fake batch again scored together with a real one.
         with _frozen(self.D_X, self.D_Y):
+            (_, dx_gy), (_, dy_fx) = scores(self.D_X, x, gy), scores(self.D_Y, y, fx)
             g_total, g_terms = self.generator_loss(
                 x, y, fx, hx_const, g_fx=run(self.G, fx), f_gy=run(self.F, gy),
-                f_y_hx=run(self.F, y + hx_const), dy_fx=run(self.D_Y, fx), dx_gy=run(self.D_X, gy))
+                f_y_hx=run(self.F, y + hx_const), dy_fx=dy_fx, dx_gy=dx_gy)
         _update(opt_g, g_total, (self.F, self.G))
 
         # 3. Extractor. F and G just changed, so the labels F(x) and G(y) are recomputed.

@@ -41,6 +41,13 @@ def reflect_pad(x: Tensor, left: int, right: int, top: int, bottom: int) -> Tens
     return _pad_last_dim(_pad_last_dim(x, -1, left, right), -2, top, bottom)
 
 
+def zero_output_layer(conv: nn.Conv2d) -> None:
+    """Start a network's last convolution at zero: its output is then exactly zero."""
+    nn.init.zeros_(conv.weight)
+    if conv.bias is not None:
+        nn.init.zeros_(conv.bias)
+
+
 class ReflectConv2d(nn.Conv2d):
     """A convolution whose input is first reflect-padded by ``pad`` pixels on every side."""
 
@@ -85,18 +92,25 @@ class ResnetGenerator(nn.Module):
     transposed convs, 7x7 conv, tanh. Widths ``base``, 2 ``base``, 4 ``base``. Any input size
     works: the input is reflect-padded to a multiple of 4 and the output cropped back.
 
+    With ``residual`` the output is instead ``x + last_conv(...)`` (no tanh) and the last
+    convolution starts at zero, so the untrained generator is the identity: a short run
+    starts from "change nothing" rather than from a random image (see docs/method.md).
+
     Args:
         channels: image channels in and out.
         base: width of the full-resolution layers.
         blocks: number of residual blocks.
         instance_window: eval-mode instance-statistics window in input pixels (the training
             patch size), or None for whole-input statistics; see models/norm.py.
+        residual: identity-start generator (``x`` plus a zero-initialised correction).
     """
 
     downsampling = 4
 
-    def __init__(self, channels: int = 1, base: int = 32, blocks: int = 3, instance_window: int | None = 64) -> None:
+    def __init__(self, channels: int = 1, base: int = 32, blocks: int = 3, instance_window: int | None = 64,
+                 residual: bool = False) -> None:
         super().__init__()
+        self.residual = residual
         window_1, window_2, window_4 = (_window_at(instance_window, s) for s in (1, 2, 4))
         # Shifts by multiples of this move the eval-mode output along exactly (see docs/method.md).
         self.translation_step = None if instance_window is None else math.lcm(
@@ -113,14 +127,16 @@ class ResnetGenerator(nn.Module):
             nn.ConvTranspose2d(2 * base, base, 3, stride=2, padding=1, output_padding=1),
             *_norm_act(base, window_1),
             ReflectConv2d(base, channels, 7, pad=3),
-            nn.Tanh(),
+            *([] if residual else [nn.Tanh()]),
         )
+        if residual:
+            zero_output_layer(self.decoder[-1])
 
     def forward(self, x: Tensor) -> Tensor:
         height, width = x.shape[-2:]
         padded = reflect_pad(x, 0, -width % self.downsampling, 0, -height % self.downsampling)
-        out = self.decoder(self.blocks(self.encoder(padded)))
-        return out[..., :height, :width]
+        out = self.decoder(self.blocks(self.encoder(padded)))[..., :height, :width]
+        return x + out if self.residual else out
 
 
 class NoiseExtractor(nn.Module):
@@ -135,9 +151,11 @@ class NoiseExtractor(nn.Module):
         width: channels of the hidden layers.
         depth: number of convolutions (at least 2).
         instance_window: eval-mode instance-statistics window in pixels, or None; see models/norm.py.
+        zero_start: start the last convolution at zero, so the untrained H(x) is 0 (no noise found).
     """
 
-    def __init__(self, channels: int = 1, width: int = 32, depth: int = 20, instance_window: int | None = 64) -> None:
+    def __init__(self, channels: int = 1, width: int = 32, depth: int = 20, instance_window: int | None = 64,
+                 zero_start: bool = False) -> None:
         super().__init__()
         if depth < 2:
             raise ValueError(f"the noise extractor needs at least 2 layers, got depth={depth}")
@@ -150,6 +168,8 @@ class NoiseExtractor(nn.Module):
             *hidden,
             ReflectConv2d(width, channels, 3, pad=1),
         )
+        if zero_start:
+            zero_output_layer(self.layers[-1])
 
     def forward(self, x: Tensor) -> Tensor:
         return self.layers(x)

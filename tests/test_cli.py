@@ -7,6 +7,8 @@ import pytest
 import tifffile
 
 from iscl_cli import __version__
+from iscl_cli.cli import parse_assignments
+from iscl_cli.errors import IsclError
 from tests.tiny import TINY_NETWORK, tiny_model_file
 
 PYDICOM_FILES = Path(pydicom.data.__file__).parent / "test_files"
@@ -146,6 +148,13 @@ def test_denoise_option_and_output_problems_are_one_line(run_cli, tmp_path):
 def test_train_refuses_a_fractional_network_width(run_cli, tmp_path):
     one_line_error(run_cli("train", "--noisy", tmp_path, "--clean", tmp_path, "--net", "gen_base=1.5"),
                    "gen_base", "whole number")
+
+
+def test_net_settings_parse_numbers_and_true_false() -> None:
+    assert parse_assignments(["gen_base=16", "lam=2.5", "identity_start=False", "x = true"]) == \
+        {"gen_base": 16, "lam": 2.5, "identity_start": False, "x": True}
+    with pytest.raises(IsclError, match="not a number"):
+        parse_assignments(["gen_base=wide"])
 
 
 def test_train_takes_one_channel_of_rgb_data(run_cli, tmp_path):

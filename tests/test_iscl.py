@@ -52,7 +52,8 @@ def test_config_round_trips_through_plain_python_values() -> None:
 def test_config_refuses_unknown_fields_and_bad_values() -> None:
     with pytest.raises(ValueError, match="unknown ISCLConfig field"):
         ISCLConfig.from_dict({"gen_width": 8})
-    for bad in ({"ext_depth": 1}, {"gamma": 1.5}, {"gen_base": 0}, {"instance_window": 0}, {"lam": -1.0}):
+    for bad in ({"ext_depth": 1}, {"gamma": 1.5}, {"gen_base": 0}, {"instance_window": 0}, {"lam": -1.0},
+                {"identity_start": 2}):
         with pytest.raises(ValueError):
             ISCLConfig(**bad)
 
@@ -136,6 +137,14 @@ def test_denoise_is_the_clipped_ensemble_of_f_and_x_minus_h(gamma: float, expect
     # gamma * 1 + (1 - gamma) * 2x at x = -1, 0.2, 1, then clipped to [-1, 1].
     out = model.denoise(_image(-1.0, 0.2, 1.0))
     assert out.flatten().tolist() == pytest.approx(expected)
+
+
+def test_an_identity_start_model_returns_its_input_before_training() -> None:
+    model = ISCL(ISCLConfig(**{**TINY.to_dict(), "identity_start": 1})).eval()
+    assert model.config.identity_start is True
+    x = torch.rand(2, 1, 11, 13) * 2 - 1
+    assert torch.equal(model.denoise(x), x)
+    assert not ISCLConfig().identity_start  # the paper's generators end in tanh and start random
 
 
 @pytest.mark.parametrize("size", [(1, 1), (3, 2), (7, 9), (37, 53)])
@@ -243,8 +252,9 @@ def test_train_step_runs_each_network_only_as_often_as_needed() -> None:
     model.train_step(x, y, *build_optimizers(model, lr=1e-3, total_steps=10).step_optimizers())
     # F: F(x) shared by D and G updates, F(G(y)), F(y + H(x)), F(x) again after F changed.
     # G: G(y) shared, G(F(x)), G(y) again after G changed. H: H(x) shared by all three, H(G(y)).
-    # D_X, D_Y: three scores each in the D update, one each (new weights) in the G update.
-    assert calls == {"F": 4, "G": 3, "H": 2, "D_X": 4, "D_Y": 4}
+    # D_X, D_Y: one joint call (real, fake, boost) in the D update, one (real, fake) with the
+    # new weights in the G update.
+    assert calls == {"F": 4, "G": 3, "H": 2, "D_X": 2, "D_Y": 2}
 
 
 def test_train_step_feeds_each_loss_the_right_forward_passes() -> None:
@@ -260,12 +270,34 @@ def test_train_step_feeds_each_loss_the_right_forward_passes() -> None:
     with torch.no_grad():
         F, G, H, D_X, D_Y = (getattr(reference, net) for net in NETS)
         fx, gy, hx = F(x), G(y), H(x)
-        _, d_terms = ISCL.discriminator_loss(D_X(x), D_X(gy), D_X(y + hx), D_Y(y), D_Y(fx), D_Y(x - hx))
-        g_total, g_terms = reference.generator_loss(x, y, fx, hx, G(fx), F(gy), F(y + hx), D_Y(fx), D_X(gy))
+
+        def scores(D: nn.Module, *batches: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            return D(torch.cat(batches)).split(len(x))
+
+        _, d_terms = ISCL.discriminator_loss(*scores(D_X, x, gy, y + hx), *scores(D_Y, y, fx, x - hx))
+        g_total, g_terms = reference.generator_loss(x, y, fx, hx, G(fx), F(gy), F(y + hx),
+                                                    scores(D_Y, y, fx)[1], scores(D_X, x, gy)[1])
         h_total, h_terms = ISCL.extractor_loss(x, y, hx, fx, gy, H(gy))
     expected = {**d_terms, **g_terms, "g_total": g_total, **h_terms, "h_total": h_total}
     for name, value in expected.items():
         assert losses[name] == pytest.approx(value.item(), rel=1e-5, abs=1e-6), name
+
+
+def test_the_discriminators_learn_to_tell_noisy_from_clean_batches() -> None:
+    """Scored one batch per call, the batch statistics would cancel the difference between a
+    noisy and a flat batch and the hinge loss would stay at 2 per discriminator."""
+    model = _tiny_model()
+    d = torch.optim.Adam([*model.D_X.parameters(), *model.D_Y.parameters()], lr=1e-3)
+    frozen = [torch.optim.SGD([p for net in nets for p in getattr(model, net).parameters()], lr=0.0)
+              for nets in (("F", "G"), ("H",))]
+    generator = torch.Generator().manual_seed(2)
+    hinge = []
+    for _ in range(30):
+        x = torch.rand(4, 1, PATCH, PATCH, generator=generator) * 2 - 1  # noise
+        y = torch.full((4, 1, PATCH, PATCH), 0.2) + 0.01 * torch.randn(4, 1, PATCH, PATCH, generator=generator)
+        hinge.append(model.train_step(x, y, d, *frozen)["d_hinge_y"])
+    assert hinge[0] > 1.5
+    assert sum(hinge[-5:]) / 5 < 1.0
 
 
 def test_train_step_reports_every_term_and_consistent_totals() -> None:

@@ -49,6 +49,32 @@ def test_three_channel_images_keep_their_channels() -> None:
     assert extractor(x).shape == x.shape
 
 
+@pytest.mark.parametrize("size", ODD_SIZES)
+def test_an_untrained_residual_generator_is_the_identity(size: tuple[int, int]) -> None:
+    generator = ResnetGenerator(channels=1, base=4, blocks=1, instance_window=16, residual=True)
+    x = torch.rand(2, 1, *size) * 2 - 1
+    assert torch.equal(generator(x), x)
+    assert torch.equal(_warmed_up(generator)(x), x)
+
+
+def test_a_residual_generator_learns_away_from_the_identity() -> None:
+    torch.manual_seed(0)
+    generator = ResnetGenerator(channels=1, base=4, blocks=1, instance_window=16, residual=True)
+    optimizer = torch.optim.SGD(generator.parameters(), lr=0.1)
+    x = torch.rand(2, 1, 16, 16) * 2 - 1
+    for _ in range(3):  # the first step moves only the zeroed last layer; then gradients reach the rest
+        optimizer.zero_grad()
+        (generator(x) - 0.5 * x).abs().mean().backward()
+        optimizer.step()
+    assert not torch.equal(generator(x), x)
+    assert generator.encoder[0].weight.grad.abs().sum() > 0
+
+
+def test_a_zero_start_extractor_finds_no_noise_before_training() -> None:
+    extractor = NoiseExtractor(channels=1, width=4, depth=3, instance_window=16, zero_start=True)
+    assert torch.equal(extractor(torch.rand(2, 1, 9, 7)), torch.zeros(2, 1, 9, 7))
+
+
 def test_generator_crop_is_the_output_on_the_padded_input() -> None:
     generator = _warmed_up(ResnetGenerator(channels=1, base=4, blocks=1, instance_window=16))
     x = torch.rand(1, 1, 10, 7) * 2 - 1
