@@ -58,13 +58,12 @@ from torch import nn
 from iscl_cli.checkpoint import load_model
 from iscl_cli.data import EMPTY_PATCH_STD, REDRAWS, augment_8fold
 from iscl_cli.demo import read_stack, stack_scores
-from iscl_cli.denoise import TileOptions, plan_outputs, run_plan
+from iscl_cli.denoise import TileOptions, plan_outputs, run_plan, tiled_in_physical_units
 from iscl_cli.devices import autocast_dtype, resolve_device
 from iscl_cli.errors import IsclError
 from iscl_cli.intensity import IntensityMapping
 from iscl_cli.io import open_volumes
 from iscl_cli.simulate import NOISE_MODELS, add_phantom_noise, make_unpaired_set, store_phantom, unstore_phantom
-from iscl_cli.tiling import sliding_window_inference
 from iscl_cli.train import PRESETS, TrainConfig, make_train_config, train
 from models.networks import ResnetGenerator
 
@@ -218,16 +217,8 @@ def train_supervised(pairs: list[tuple[np.ndarray, np.ndarray]], mapping: Intens
 def denoise_with_network(net: ResnetGenerator, images: list[np.ndarray], mapping: IntensityMapping) -> list[np.ndarray]:
     """Each slice through the tiler with the options ``iscl denoise`` uses by default."""
     device = next(net.parameters()).device
-    tiles = TileOptions()
-    outputs = []
-    for image in images:
-        x = torch.from_numpy(mapping.to_model(image, "noisy"))[None].to(device)
-        denoised = sliding_window_inference(x, net, tile_size=tiles.tile_size, overlap=tiles.overlap,
-                                            blend=tiles.blend, batch_size=tiles.batch_size,
-                                            amp_dtype=autocast_dtype(device),
-                                            alignment=net.translation_step or ResnetGenerator.downsampling)
-        outputs.append(mapping.to_physical(denoised[0].cpu().numpy(), "clean"))
-    return outputs
+    alignment = net.translation_step or ResnetGenerator.downsampling
+    return [tiled_in_physical_units(image, net, alignment, device, mapping, TileOptions()) for image in images]
 
 
 # ----------------------------------------------------------------------------- one noise model

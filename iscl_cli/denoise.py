@@ -70,11 +70,18 @@ def tile_alignment(model: ISCL) -> int:
 def denoise_image(image: np.ndarray, model: ISCL, mapping: IntensityMapping, tiles: TileOptions) -> np.ndarray:
     """Denoise one 2D slice given in physical units; the result is in physical units too."""
     device = next(model.parameters()).device
+    return tiled_in_physical_units(image, model.denoise, tile_alignment(model), device, mapping, tiles)
+
+
+def tiled_in_physical_units(image: np.ndarray, network: Callable[[torch.Tensor], torch.Tensor], alignment: int,
+                            device: torch.device, mapping: IntensityMapping, tiles: TileOptions) -> np.ndarray:
+    """``network`` (noisy model units -> clean model units) over one 2D slice in physical
+    units, tile by tile with origins on multiples of ``alignment``; the result in physical units."""
     x = torch.from_numpy(mapping.to_model(image, "noisy"))[None].to(device)
-    denoised = sliding_window_inference(x, model.denoise, tile_size=tiles.tile_size, overlap=tiles.overlap,
-                                        blend=tiles.blend, batch_size=tiles.batch_size,
-                                        amp_dtype=autocast_dtype(device), alignment=tile_alignment(model))
-    return mapping.to_physical(denoised[0].cpu().numpy(), "clean")
+    out = sliding_window_inference(x, network, tile_size=tiles.tile_size, overlap=tiles.overlap,
+                                   blend=tiles.blend, batch_size=tiles.batch_size,
+                                   amp_dtype=autocast_dtype(device), alignment=alignment)
+    return mapping.to_physical(out[0].cpu().numpy(), "clean")
 
 
 def prefetched_slices(volume: Volume) -> Iterator[np.ndarray]:
