@@ -49,8 +49,13 @@ def read_stack(path: Path) -> list[np.ndarray]:
 
 
 def run_demo(out_dir: Path, full: bool = False, device: str = "auto", seed: int = 0,
-             say: Callable[[str], None] = print) -> dict[str, Any]:
-    """Generate, train, denoise, score; returns the scores and the paths it wrote."""
+             say: Callable[[str], None] = print, lr: float | None = None,
+             network: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Generate, train, denoise, score; returns the scores and the paths it wrote.
+
+    ``lr`` and ``network`` change the quick preset's learning rate and network settings
+    (for experiments such as benchmarks/demo_settings.py).
+    """
     n_train, n_test, side, steps = DEMO_SIZES["full" if full else "quick"]
     if (out_dir / "run").exists() or (out_dir / "denoised").exists():
         raise IsclError("holds an earlier demo; remove it or pass another --out", out_dir)
@@ -60,7 +65,8 @@ def run_demo(out_dir: Path, full: bool = False, device: str = "auto", seed: int 
                              n_test=n_test, shape=(side, side), seed=seed)
     say(f"2/4 training ({steps} steps, quick preset, {resolve_device(device)})")
     config = make_train_config([str(data["noisy"])], [str(data["clean"])], "quick", out=str(out_dir / "run"),
-                               steps=steps, device=device, seed=seed, checkpoint_every=steps, preview_every=steps)
+                               network=network, steps=steps, lr=lr, device=device, seed=seed,
+                               checkpoint_every=steps, preview_every=steps)
     config = replace(config, log_every=max(steps // 10, 1))
     model_path = train(config, progress=lambda r: say(f"    step {r.step}/{r.total}") if r.step % config.log_every == 0 else None)
     say(f"3/4 denoising {data['test_noisy']} -> {out_dir / 'denoised'}")
