@@ -1,8 +1,8 @@
 """The demo's result under other training settings: `iscl demo` with a changed learning
-rate and network options, to see which settings make a short CPU run learn.
+rate, network options or step count, to see which settings make a short CPU run learn.
 
-Runs ``iscl_cli.demo.run_demo`` (same data, seed, steps and scoring as ``iscl demo``) with
-``--lr`` and ``--net NAME=VALUE`` applied on top of the quick preset, prints the demo's
+Runs ``iscl_cli.demo.run_demo`` (same data, seed and scoring as ``iscl demo``) with
+``--lr``, ``--net NAME=VALUE`` and ``--steps`` applied on top of the quick preset, prints the demo's
 lines with elapsed seconds and appends one JSON line with the scores to ``--log``.
 
     python benchmarks/demo_settings.py --out /tmp/demo-lr1e-3 --lr 1e-3
@@ -31,6 +31,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="demo folder (must not hold an earlier demo)")
     parser.add_argument("--lr", type=float, default=None, help="learning rate (default: the quick preset's)")
     parser.add_argument("--net", action="append", default=[], help="network setting NAME=VALUE; repeatable")
+    parser.add_argument("--steps", type=int, default=None, help="training steps (default: the demo's)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--log", type=Path, default=RESULTS_DIR / "demo_settings.jsonl", help="JSON lines to append to")
     args = parser.parse_args()
@@ -38,11 +39,11 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     started = time.perf_counter()
     network = parse_assignments(args.net)
-    result = run_demo(args.out, lr=args.lr, network=network,
+    result = run_demo(args.out, lr=args.lr, network=network, steps=args.steps,
                       say=lambda line: print(f"[{time.perf_counter() - started:6.0f} s] {line}", flush=True))
     args.log.parent.mkdir(parents=True, exist_ok=True)
     with args.log.open("a") as log:
-        log.write(json.dumps({"lr": args.lr, "net": network, **result}) + "\n")
+        log.write(json.dumps({"lr": args.lr, "net": network, "steps": args.steps, **result}) + "\n")
 
 
 if __name__ == "__main__":

@@ -50,13 +50,14 @@ def read_stack(path: Path) -> list[np.ndarray]:
 
 def run_demo(out_dir: Path, full: bool = False, device: str = "auto", seed: int = 0,
              say: Callable[[str], None] = print, lr: float | None = None,
-             network: dict[str, Any] | None = None) -> dict[str, Any]:
+             network: dict[str, Any] | None = None, steps: int | None = None) -> dict[str, Any]:
     """Generate, train, denoise, score; returns the scores and the paths it wrote.
 
-    ``lr`` and ``network`` change the quick preset's learning rate and network settings
-    (for experiments such as benchmarks/demo_settings.py).
+    ``lr``, ``network`` and ``steps`` change the quick preset's learning rate, network
+    settings and the demo's step count (for experiments such as benchmarks/demo_settings.py).
     """
-    n_train, n_test, side, steps = DEMO_SIZES["full" if full else "quick"]
+    n_train, n_test, side, demo_steps = DEMO_SIZES["full" if full else "quick"]
+    steps = steps or demo_steps
     if (out_dir / "run").exists() or (out_dir / "denoised").exists():
         raise IsclError("holds an earlier demo; remove it or pass another --out", out_dir)
     started = time.perf_counter()
