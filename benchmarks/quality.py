@@ -65,6 +65,7 @@ from iscl_cli.intensity import IntensityMapping
 from iscl_cli.io import open_volumes
 from iscl_cli.simulate import NOISE_MODELS, add_phantom_noise, make_unpaired_set, store_phantom, unstore_phantom
 from iscl_cli.train import PRESETS, TrainConfig, make_train_config, train
+from models.iscl import radam_schedule
 from models.networks import ResnetGenerator
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -194,8 +195,7 @@ def train_supervised(pairs: list[tuple[np.ndarray, np.ndarray]], mapping: Intens
     torch.manual_seed(config.seed)
     net = ResnetGenerator(network.channels, network.gen_base, network.gen_blocks, network.instance_window).to(device)
     optimizer = torch.optim.RAdam(net.parameters(), lr=config.lr, betas=(0.9, 0.999))
-    # The same linear decay as iscl's F/G optimiser (models.iscl.ISCLOptimizers).
-    schedule = torch.optim.lr_scheduler.LinearLR(optimizer, 1.0, min(1.0, config.final_lr / config.lr), config.steps)
+    schedule = radam_schedule(optimizer, config.final_lr, config.steps)  # as iscl's F and G
     model_pairs = [(mapping.to_model(noisy, "noisy"), mapping.to_model(clean, "clean")) for noisy, clean in pairs]
     rng = np.random.default_rng([config.seed, SUPERVISED_NOISE_ROLE])
     l1 = nn.L1Loss()

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.optim import Optimizer, RAdam
-from torch.optim.lr_scheduler import LinearLR
+from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 
 from models.lookahead import Lookahead
 from models.networks import Discriminator, NoiseExtractor, ResnetGenerator
@@ -247,18 +247,47 @@ class ISCL(nn.Module):
         return dict(zip(named, values, strict=True))
 
 
+def first_adaptive_step(beta2: float) -> int:
+    """The first step at which RAdam adapts its step size: its variance estimate's length
+    rho_t first exceeds 5, the threshold torch.optim.RAdam (and tfa's RAdam) test."""
+    rho_inf = 2 / (1 - beta2) - 1
+    step = 1
+    while rho_inf - 2 * step * beta2**step / (1 - beta2**step) <= 5:
+        step += 1
+    return step
+
+
+def radam_schedule(optimizer: RAdam, final_lr: float, total_steps: int) -> LRScheduler:
+    """Learning rate 0 until RAdam's first adaptive step, then the optimiser's ``lr`` decaying
+    linearly (from the first step on) to ``final_lr`` at ``total_steps``; call ``step()`` once
+    per iteration.
+
+    Before that step RAdam moves by lr times the raw momentum (SGD), which with lambda = 30
+    threw the generators' cycle loss from 0 to 6 in the demo; at rate 0 those steps only
+    fill the moment estimates (Liu et al.'s ``degenerated_to_sgd=False``).
+    """
+    end_factor = min(1.0, final_lr / optimizer.defaults["lr"])
+    held = first_adaptive_step(optimizer.defaults["betas"][1]) - 1
+
+    def factor(steps_taken: int) -> float:
+        if steps_taken < held:
+            return 0.0
+        return 1.0 + (end_factor - 1.0) * min(steps_taken, total_steps) / total_steps
+
+    return LambdaLR(optimizer, factor)
+
+
 class ISCLOptimizers:
     """The three optimisers and their learning-rate schedules, saved and restored together.
 
-    D (both discriminators) and H: RAdam inside Lookahead; F and G: RAdam. Each learning rate
-    decays linearly from ``lr`` to ``final_lr`` over ``total_steps`` scheduler steps.
+    D (both discriminators) and H: RAdam inside Lookahead; F and G: RAdam. Each follows
+    ``radam_schedule``: no movement until RAdam adapts, then linear decay from its ``lr`` to
+    ``final_lr`` over ``total_steps`` scheduler steps.
     """
 
-    def __init__(self, d: Lookahead, g: RAdam, h: Lookahead, total_steps: int, lr: float, final_lr: float) -> None:
+    def __init__(self, d: Lookahead, g: RAdam, h: Lookahead, total_steps: int, final_lr: float) -> None:
         self.d, self.g, self.h = d, g, h
-        end_factor = min(1.0, final_lr / lr)
-        self.schedulers = [LinearLR(optimizer, start_factor=1.0, end_factor=end_factor, total_iters=total_steps)
-                           for optimizer in (d.optimizer, g, h.optimizer)]
+        self.schedulers = [radam_schedule(optimizer, final_lr, total_steps) for optimizer in (d.optimizer, g, h.optimizer)]
 
     def step_optimizers(self) -> tuple[Lookahead, RAdam, Lookahead]:
         """The optimisers ``ISCL.train_step`` takes, in its order: (D, F and G, H)."""
@@ -270,7 +299,7 @@ class ISCLOptimizers:
             scheduler.step()
 
     def current_lr(self) -> float:
-        """The current learning rate (all three are equal)."""
+        """The generators' current learning rate (0 before RAdam's first adaptive step)."""
         return self.g.param_groups[0]["lr"]
 
     def state_dict(self) -> dict[str, Any]:
@@ -291,21 +320,24 @@ class ISCLOptimizers:
 
 def build_optimizers(model: ISCL, lr: float, total_steps: int, final_lr: float = 1e-7,
                      betas: tuple[float, float] = (0.9, 0.999), lookahead_k: int = 6,
-                     lookahead_alpha: float = 0.5) -> ISCLOptimizers:
+                     lookahead_alpha: float = 0.5, d_lr: float | None = None) -> ISCLOptimizers:
     """The paper's optimisers for ``model`` (build after moving the model to its device).
 
-    RAdam for all; Lookahead(k, alpha) around the discriminators' and H's; linear decay of
-    the learning rate to ``final_lr`` over ``total_steps``.
+    RAdam for all; Lookahead(k, alpha) around the discriminators' and H's; each learning rate
+    follows ``radam_schedule`` (held at 0 for RAdam's first, unadapted steps, then a linear
+    decay to ``final_lr`` over ``total_steps``). ``d_lr``: the discriminators' learning rate
+    (default ``lr``; a larger one is the two-time-scale rule of Heusel et al. 2017).
     """
-    if lr <= 0 or total_steps < 1:
-        raise ValueError(f"need lr > 0 and total_steps >= 1, got lr={lr}, total_steps={total_steps}")
+    d_lr = lr if d_lr is None else d_lr
+    if lr <= 0 or d_lr <= 0 or total_steps < 1:
+        raise ValueError(f"need lr > 0, d_lr > 0 and total_steps >= 1, got lr={lr}, d_lr={d_lr}, total_steps={total_steps}")
 
-    def radam(*nets: nn.Module) -> RAdam:
-        return RAdam([param for net in nets for param in net.parameters()], lr=lr, betas=betas)
+    def radam(rate: float, *nets: nn.Module) -> RAdam:
+        return RAdam([param for net in nets for param in net.parameters()], lr=rate, betas=betas)
 
     return ISCLOptimizers(
-        d=Lookahead(radam(model.D_X, model.D_Y), k=lookahead_k, alpha=lookahead_alpha),
-        g=radam(model.F, model.G),
-        h=Lookahead(radam(model.H), k=lookahead_k, alpha=lookahead_alpha),
-        total_steps=total_steps, lr=lr, final_lr=final_lr,
+        d=Lookahead(radam(d_lr, model.D_X, model.D_Y), k=lookahead_k, alpha=lookahead_alpha),
+        g=radam(lr, model.F, model.G),
+        h=Lookahead(radam(lr, model.H), k=lookahead_k, alpha=lookahead_alpha),
+        total_steps=total_steps, final_lr=final_lr,
     )

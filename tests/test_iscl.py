@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from models.iscl import ISCL, ISCLConfig, build_optimizers
+from models.iscl import ISCL, ISCLConfig, build_optimizers, first_adaptive_step
 from models.norm import BatchInstanceNorm2d
 
 NETS = ("F", "G", "H", "D_X", "D_Y")
@@ -228,10 +228,19 @@ class _Recording:
         self.log.append((self.name, with_gradients, moved))
 
 
+def _past_the_held_steps(model: ISCL, optimizers) -> None:
+    """Train through the steps at learning rate 0 that precede RAdam's first adaptive step."""
+    for x, y in _batches(count=first_adaptive_step(0.999) - 1):
+        model.train_step(x, y, *optimizers.step_optimizers())
+        optimizers.advance_schedules()
+
+
 def test_each_update_changes_only_its_own_networks() -> None:
     model = _tiny_model()
+    optimizers = build_optimizers(model, lr=1e-3, total_steps=10)
+    _past_the_held_steps(model, optimizers)
     log: list = []
-    d, g, h = build_optimizers(model, lr=1e-3, total_steps=10).step_optimizers()
+    d, g, h = optimizers.step_optimizers()
     x, y = _batches()[0]
     model.train_step(x, y, _Recording("d", d, model, log), _Recording("g", g, model, log),
                      _Recording("h", h, model, log))
@@ -241,6 +250,31 @@ def test_each_update_changes_only_its_own_networks() -> None:
         ("h", {"H"}, {"H"}),
     ]
     assert all(p.grad is None for p in model.parameters()), "gradients are freed after each update"
+
+
+def test_steps_before_radams_first_adaptive_step_move_no_weights() -> None:
+    model = _tiny_model()
+    start = copy.deepcopy(model.state_dict())
+    optimizers = build_optimizers(model, lr=1e-3, total_steps=10)
+    _past_the_held_steps(model, optimizers)
+    moved = [name for name, value in model.state_dict().items()
+             if value.is_floating_point() and "running" not in name and not torch.equal(value, start[name])]
+    assert moved == []
+    assert optimizers.g.state[next(model.F.parameters())]["exp_avg"].abs().sum() > 0, "the moments are filled"
+
+
+def test_first_adaptive_step_is_where_torch_radam_stops_taking_raw_gradient_steps() -> None:
+    # With a constant gradient of 100, an unadapted RAdam step moves by lr * 100, an adapted one by at most lr.
+    weight = torch.zeros(1, requires_grad=True)
+    radam = torch.optim.RAdam([weight], lr=1e-3, betas=(0.9, 0.999))
+    moves = []
+    for _ in range(10):
+        weight.grad = torch.full((1,), 100.0)
+        before = weight.item()
+        radam.step()
+        moves.append(abs(weight.item() - before))
+    first_small = next(step for step, move in enumerate(moves, start=1) if move < 1e-3 * 10)
+    assert first_adaptive_step(0.999) == first_small == 6
 
 
 def test_train_step_runs_each_network_only_as_often_as_needed() -> None:
@@ -315,12 +349,13 @@ def test_train_step_reports_every_term_and_consistent_totals() -> None:
 
 def test_bfloat16_autocast_step_runs_on_cpu() -> None:
     model = _tiny_model()
+    optimizers = build_optimizers(model, lr=1e-3, total_steps=10)
+    _past_the_held_steps(model, optimizers)
     dtypes: set[torch.dtype] = set()
     model.H.layers[0].register_forward_hook(lambda _m, _i, out: dtypes.add(out.dtype))
     before = [p.detach().clone() for p in model.parameters()]
     x, y = _batches()[0]
-    losses = model.train_step(x, y, *build_optimizers(model, lr=1e-3, total_steps=10).step_optimizers(),
-                              amp_dtype=torch.bfloat16)
+    losses = model.train_step(x, y, *optimizers.step_optimizers(), amp_dtype=torch.bfloat16)
     assert dtypes == {torch.bfloat16}
     assert all(math.isfinite(value) for value in losses.values())
     assert all(p.dtype == torch.float32 for p in model.parameters())
@@ -363,22 +398,33 @@ def test_optimisers_cover_each_network_once_with_lookahead_on_d_and_h() -> None:
     assert isinstance(d.optimizer, torch.optim.RAdam) and isinstance(g, torch.optim.RAdam)
 
 
-def test_learning_rate_decays_linearly_to_the_final_rate() -> None:
+def test_learning_rate_is_held_at_zero_then_decays_linearly_to_the_final_rate() -> None:
     model = _tiny_model()
-    optimizers = build_optimizers(model, lr=1e-4, final_lr=1e-7, total_steps=4)
+    optimizers = build_optimizers(model, lr=1e-4, final_lr=1e-7, total_steps=10)
     seen = [optimizers.current_lr()]
-    for _ in range(5):
+    for _ in range(11):
         for optimizer in optimizers.step_optimizers():
             optimizer.step()  # no gradients: a no-op that keeps the schedulers' order check quiet
         optimizers.advance_schedules()
         seen.append(optimizers.current_lr())
-    expected = [1e-4 + (1e-7 - 1e-4) * min(i, 4) / 4 for i in range(6)]
+    held = first_adaptive_step(0.999) - 1
+    expected = [0.0 if i < held else 1e-4 + (1e-7 - 1e-4) * min(i, 10) / 10 for i in range(12)]
     assert seen == pytest.approx(expected, rel=1e-9)
     assert all(group["lr"] == pytest.approx(1e-7) for opt in optimizers.step_optimizers() for group in opt.param_groups)
 
 
+def test_the_discriminators_can_have_their_own_learning_rate() -> None:
+    model = _tiny_model()
+    optimizers = build_optimizers(model, lr=1e-4, d_lr=1e-3, total_steps=10)
+    _past_the_held_steps(model, optimizers)
+    d_lr, g_lr, h_lr = (opt.param_groups[0]["lr"] for opt in optimizers.step_optimizers())
+    progress = (first_adaptive_step(0.999) - 1) / 10  # each rate is this far along its own decay to 1e-7
+    assert d_lr == pytest.approx(1e-3 + (1e-7 - 1e-3) * progress)
+    assert g_lr == h_lr == pytest.approx(1e-4 + (1e-7 - 1e-4) * progress)
+
+
 def test_training_resumes_bit_for_bit_from_saved_states() -> None:
-    batches = _batches(count=4)
+    batches = _batches(count=8)  # saved and resumed past RAdam's held steps
 
     def run(model: ISCL, optimizers, steps) -> list[dict[str, float]]:
         losses = []
@@ -388,16 +434,16 @@ def test_training_resumes_bit_for_bit_from_saved_states() -> None:
         return losses
 
     model = _tiny_model(seed=0)
-    optimizers = build_optimizers(model, lr=1e-3, total_steps=4)
-    run(model, optimizers, batches[:2])
+    optimizers = build_optimizers(model, lr=1e-3, total_steps=8)
+    run(model, optimizers, batches[:6])
     saved = copy.deepcopy({"model": model.state_dict(), "optimizers": optimizers.state_dict()})
-    uninterrupted = run(model, optimizers, batches[2:])
+    uninterrupted = run(model, optimizers, batches[6:])
 
     resumed_model = _tiny_model(seed=1)
-    resumed_optimizers = build_optimizers(resumed_model, lr=1e-3, total_steps=4)
+    resumed_optimizers = build_optimizers(resumed_model, lr=1e-3, total_steps=8)
     resumed_model.load_state_dict(saved["model"])
     resumed_optimizers.load_state_dict(saved["optimizers"])
-    resumed = run(resumed_model, resumed_optimizers, batches[2:])
+    resumed = run(resumed_model, resumed_optimizers, batches[6:])
 
     assert resumed == uninterrupted
     for name, value in model.state_dict().items():
