@@ -166,6 +166,8 @@ def train(
     batch_size: Annotated[Optional[int], typer.Option(help="Patches per domain per iteration (default: the preset's).")] = None,
     patch_size: Annotated[Optional[int], typer.Option(help="Side of the square training patches (default: the preset's).")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Initial learning rate (RAdam; decays to 1e-7). Default 1e-4.")] = None,
+    d_lr: Annotated[Optional[float], typer.Option("--d-lr", help="The discriminators' initial learning rate (default: --lr).")] = None,
+    beta2: Annotated[Optional[float], typer.Option(help="RAdam's beta2; lower values shorten its built-in warm-up (default 0.999).")] = None,
     device: Annotated[str, typer.Option(help="auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps.")] = "auto",
     seed: Annotated[int, typer.Option(help="Random seed: same seed and data, same run.")] = 0,
     resume: Annotated[Optional[Path], typer.Option(help="Continue a run from its folder (or checkpoint.pt).")] = None,
@@ -189,13 +191,14 @@ def train(
     if resume is None and (not noisy or not clean):
         raise IsclError("give both --noisy and --clean (or --resume RUN_FOLDER)")
     ignored = [name for name, value in (("--noisy", noisy), ("--clean", clean), ("--out", out_dir), ("--steps", steps),
-               ("--batch-size", batch_size), ("--patch-size", patch_size), ("--lr", lr), ("--net", net),
+               ("--batch-size", batch_size), ("--patch-size", patch_size), ("--lr", lr), ("--d-lr", d_lr),
+               ("--beta2", beta2), ("--net", net),
                ("--window", window), ("--channel", channel)) if value]
     if resume is not None and ignored:
         logging.getLogger("iscl").warning("--resume continues with the run's stored settings; ignoring %s", ", ".join(ignored))
     config = make_train_config(
         noisy, clean, preset, network=parse_assignments(net), out=out_dir, steps=steps, batch_size=batch_size,
-        patch_size=patch_size, lr=lr, device=device, seed=seed, val_noisy=val_noisy or None,
+        patch_size=patch_size, lr=lr, d_lr=d_lr, beta2=beta2, device=device, seed=seed, val_noisy=val_noisy or None,
         val_clean=val_clean or None, val_every=val_every, checkpoint_every=checkpoint_every,
         preview_every=preview_every, window=parse_window(window) if window else None, per_domain=per_domain,
         export=export, channel=channel,

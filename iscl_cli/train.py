@@ -56,6 +56,8 @@ class TrainConfig:
     patch_size: int = 32
     lr: float = 1e-4
     final_lr: float = 1e-7
+    beta2: float = 0.999
+    d_lr: float | None = None
     seed: int = 0
     device: str = "auto"
     network: dict[str, Any] = field(default_factory=dict)
@@ -92,6 +94,10 @@ class TrainConfig:
             raise IsclError(f"--patch-size must be at least 8 (got {self.patch_size})")
         if not self.lr > 0:
             raise IsclError(f"--lr must be positive (got {self.lr})")
+        if self.d_lr is not None and not self.d_lr > 0:
+            raise IsclError(f"--d-lr must be positive (got {self.d_lr})")
+        if not 0 < self.beta2 < 1:
+            raise IsclError(f"--beta2 must lie between 0 and 1 (got {self.beta2})")
         if bool(self.val_noisy) != bool(self.val_clean):
             raise IsclError("--val-noisy and --val-clean go together (paired validation images)")
         known = {f.name for f in fields(ISCLConfig)}
@@ -172,7 +178,7 @@ class Run:
         if self.device.type == "cuda":
             self.model = self.model.to(memory_format=torch.channels_last)
         self.optimizers = build_optimizers(self.model, lr=config.lr, final_lr=config.final_lr,
-                                           total_steps=config.steps)
+                                           total_steps=config.steps, betas=(0.9, config.beta2), d_lr=config.d_lr)
         self.swa_F = AveragedModel(self.model.F, use_buffers=True)
         self.swa_G = AveragedModel(self.model.G, use_buffers=True)
         self.swa_from = int(math.floor(config.swa_start * config.steps))

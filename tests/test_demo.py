@@ -18,5 +18,6 @@ def test_the_demo_runs_end_to_end_on_a_tiny_setting(tmp_path, monkeypatch):
     assert (tmp_path / "preview.png").stat().st_size > 0
     assert (tmp_path / "denoised" / "test_noisy.tif").is_file()
     assert any(line.startswith("4/4 scores") for line in lines)
+    assert any("has not learned to denoise yet" in line for line in lines), "2 steps at learning rate 0 learn nothing"
     with pytest.raises(IsclError, match="holds an earlier demo"):
         demo.run_demo(tmp_path, device="cpu", say=lines.append)

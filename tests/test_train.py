@@ -7,7 +7,7 @@ import torch
 
 from iscl_cli.checkpoint import load_model, load_trusted_dict
 from iscl_cli.errors import IsclError
-from iscl_cli.train import TrainConfig, make_train_config, train
+from iscl_cli.train import Run, TrainConfig, make_train_config, train
 from tests.tiny import TINY_NETWORK
 
 
@@ -48,17 +48,25 @@ def test_a_tiny_run_writes_model_metrics_preview_and_checkpoint(folders, tmp_pat
     assert loaded.mapping.shared and loaded.mapping.noisy_low > 100
 
 
+def test_the_optimisers_take_their_rates_and_beta2_from_the_config(folders, tmp_path):
+    optimizers = Run(tiny_config(folders, tmp_path / "run", lr=1e-3, d_lr=5e-3, beta2=0.99)).optimizers
+    assert optimizers.d.optimizer.defaults["lr"] == 5e-3
+    assert optimizers.g.defaults["lr"] == optimizers.h.optimizer.defaults["lr"] == 1e-3
+    assert {o.defaults["betas"] for o in (optimizers.d.optimizer, optimizers.g, optimizers.h.optimizer)} == {(0.9, 0.99)}
+
+
 def test_resume_continues_bit_for_bit(folders, tmp_path):
-    config = tiny_config(folders, tmp_path / "whole", steps=6, checkpoint_every=3)
+    # Resumed at step 6, past the five steps that RAdam's schedule holds at learning rate 0.
+    config = tiny_config(folders, tmp_path / "whole", steps=8, checkpoint_every=6)
     train(config)
 
-    def stop_after_step_4(report):
-        if report.step == 4:
+    def stop_after_step_7(report):
+        if report.step == 7:
             raise KeyboardInterrupt
 
-    interrupted = tiny_config(folders, tmp_path / "split", steps=6, checkpoint_every=3)
+    interrupted = tiny_config(folders, tmp_path / "split", steps=8, checkpoint_every=6)
     with pytest.raises(KeyboardInterrupt):
-        train(interrupted, progress=stop_after_step_4)
+        train(interrupted, progress=stop_after_step_7)
     assert not (tmp_path / "split" / "model.pt").exists()
     train(None, resume=tmp_path / "split")
 
@@ -68,13 +76,15 @@ def test_resume_continues_bit_for_bit(folders, tmp_path):
         for key in whole[net]:
             assert torch.equal(whole[net][key], split[net][key]), (net, key)
     steps = [json.loads(line)["step"] for line in (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()]
-    assert steps == [1, 2, 3, 4, 5, 6]
+    assert steps == [1, 2, 3, 4, 5, 6, 7, 8]
 
 
 @pytest.mark.parametrize("overrides, message", [
     (dict(steps=0), "--steps must be at least 1"),
     (dict(batch_size=0), "--batch-size must be at least 1"),
     (dict(patch_size=8, network=dict(disc_layers=3)), "smaller than the discriminators"),
+    (dict(d_lr=0.0), "--d-lr must be positive"),
+    (dict(beta2=1.0), "--beta2 must lie between 0 and 1"),
 ])
 def test_bad_settings_are_refused(overrides, message):
     network = overrides.pop("network", None)
