@@ -78,11 +78,8 @@ def main() -> None:
                                  n_test=n_test, shape=(side, side), seed=0)
         config = make_train_config([str(data["noisy"])], [str(data["clean"])], "quick", out=str(Path(workdir) / "run"),
                                    steps=args.steps, device="cpu", seed=0)
-        initial = None
         for lr in args.lrs:
-            run = Run(config)  # same weights, same patch order for every rate
-            initial = initial or {k: v.clone() for k, v in run.model.D_Y.state_dict().items()}
-            assert all(torch.equal(v, initial[k]) for k, v in run.model.D_Y.state_dict().items())
+            run = Run(config)  # seeded from the config: same weights, same patch order for every rate
             started = time.perf_counter()
             losses = hinge_losses(run, lr, args.beta2, args.steps)
             blocks = [statistics.mean(losses[i:i + args.block]) for i in range(0, len(losses), args.block)]
