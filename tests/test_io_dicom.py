@@ -141,12 +141,15 @@ def test_only_headers_are_read_at_open():
     assert "PixelData" not in file.header and file.pixels.offset > 0
 
 
-def test_colour_needs_a_channel_and_then_reads_that_sample():
+# pydicom's JPEG baseline samples are all colour; SC_rgb_jpeg_dcmtk.dcm is YBR_FULL, which
+# pydicom converts to RGB as it decodes.
+@pytest.mark.parametrize("name", ["SC_rgb_rle.dcm", "SC_rgb_jpeg_dcmtk.dcm"])
+def test_colour_needs_a_channel_and_then_reads_that_sample(name):
     with pytest.raises(IsclError) as error:
-        open_series(pydicom_file("SC_rgb_rle.dcm"))
-    assert "SC_rgb_rle.dcm" in str(error.value) and "3 channels" in str(error.value) and "--channel" in str(error.value)
-    volume = open_series(pydicom_file("SC_rgb_rle.dcm"), channel=1)
-    expected = pydicom.dcmread(pydicom_file("SC_rgb_rle.dcm")).pixel_array[..., 1]
+        open_series(pydicom_file(name))
+    assert name in str(error.value) and "3 channels" in str(error.value) and "--channel" in str(error.value)
+    volume = open_series(pydicom_file(name), channel=1)
+    expected = pydicom.dcmread(pydicom_file(name)).pixel_array[..., 1]
     np.testing.assert_array_equal(volume.read_slice(0), expected)
 
 
