@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import subprocess
@@ -113,8 +114,8 @@ def main() -> None:
             "denoise_seconds": round(seconds, 1),
             "peak_rss_bytes": peak,
             **comparison,
-            "machine": {"cpu_count": torch.get_num_threads(), "platform": platform.platform(),
-                        "torch": torch.__version__},
+            "machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                        "platform": platform.platform(), "torch": torch.__version__},
         }
     print(json.dumps(result, indent=2))
     RESULTS_DIR.mkdir(exist_ok=True)
