@@ -16,6 +16,7 @@ torch's FlopCounterMode (convolutions only). MONAI is a benchmark-only dependenc
 (``pip install -e '.[bench]'``).
 
     python benchmarks/inference_speed.py --reps 3
+    python benchmarks/inference_speed.py --sizes 512 --tile-size 256 --overlap 32 --reps 3   # same layout, 1/4 the work
     python benchmarks/inference_speed.py --device cuda --sizes 1024 2048 --precisions fp32 bf16 --series 300
 
 Prints a table and writes benchmarks/results/inference_speed-<device>.json.
