@@ -37,8 +37,9 @@ from models.iscl import ISCL, ISCLConfig, build_optimizers
 # and shallower nets, small patches and batches (it trades away capacity and receptive
 # field, see docs/training.md). "paper" is the paper's setting, for a GPU.
 PRESETS: dict[str, dict[str, Any]] = {
-    "quick": dict(steps=300, batch_size=4, patch_size=32,
-                  network=dict(gen_base=8, gen_blocks=1, ext_width=8, ext_depth=4, disc_base=8, disc_layers=3)),
+    "quick": dict(steps=1000, batch_size=4, patch_size=32, lr=3e-4, d_lr=1e-3, beta2=0.99,
+                  network=dict(gen_base=8, gen_blocks=1, ext_width=8, ext_depth=4, disc_base=8, disc_layers=3,
+                               identity_start=True, lam=3.0)),
     "paper": dict(steps=100_000, batch_size=64, patch_size=64, network=dict()),
 }
 
