@@ -18,11 +18,11 @@ clean test stack's range (``iscl_cli.demo.stack_scores``); nothing is tuned on t
 - iscl: ``iscl train`` at the CPU ("quick") preset for ``--steps`` steps on the unpaired
   folders, then the test stack denoised through the ``iscl denoise`` code path
   (``plan_outputs``/``run_plan``: written as TIFF and read back).
-- supervised: the same F network (the quick preset's ResnetGenerator widths and depth,
-  instance-statistics window = patch size) trained with an L1 loss on *paired* patches,
+- supervised: the same F network (the quick preset's ResnetGenerator widths, depth and
+  identity start, instance-statistics window = patch size) trained with an L1 loss on *paired* patches,
   for the same number of steps, batch size, patch size, intensity mapping and optimiser
-  (RAdam, the preset's learning rate decaying linearly to its final one; no weight
-  averaging). The pairs are the clean training images with fresh noise of the same model
+  (RAdam with the preset's learning rate and beta2, decaying linearly to its final rate;
+  no weight averaging). The pairs are the clean training images with fresh noise of the same model
   (its own random stream, never the test images), so it sees the same clean images as
   iscl plus the pairing iscl never gets. Test slices go through the same tiler, in eval mode.
 
@@ -193,8 +193,9 @@ def train_supervised(pairs: list[tuple[np.ndarray, np.ndarray]], mapping: Intens
     amp_dtype = autocast_dtype(device)
     network = config.model_config()
     torch.manual_seed(config.seed)
-    net = ResnetGenerator(network.channels, network.gen_base, network.gen_blocks, network.instance_window).to(device)
-    optimizer = torch.optim.RAdam(net.parameters(), lr=config.lr, betas=(0.9, 0.999))
+    net = ResnetGenerator(network.channels, network.gen_base, network.gen_blocks, network.instance_window,
+                          residual=network.identity_start).to(device)
+    optimizer = torch.optim.RAdam(net.parameters(), lr=config.lr, betas=(0.9, config.beta2))
     schedule = radam_schedule(optimizer, config.final_lr, config.steps)  # as iscl's F and G
     model_pairs = [(mapping.to_model(noisy, "noisy"), mapping.to_model(clean, "clean")) for noisy, clean in pairs]
     rng = np.random.default_rng([config.seed, SUPERVISED_NOISE_ROLE])
