@@ -1,6 +1,6 @@
 """``iscl demo``: the whole tool on a generated unpaired example, in minutes on a CPU.
 
-It makes EM-like phantoms (one set clean, a different set with SEM-like scan-line noise),
+It makes EM-like phantoms (one set clean, a different set with spatially correlated noise),
 trains with the quick preset, denoises a held-out noisy stack through the same code path
 as ``iscl denoise`` (files written and read back), scores the result against the held-out
 clean stack and saves a side-by-side preview.
