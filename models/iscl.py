@@ -35,6 +35,9 @@ class ISCLConfig:
     Training patches must be at least ``min_patch_size`` (the discriminators' smallest input).
     ``identity_start`` (not in the paper) makes F and G residual generators that start as the
     identity and starts H at zero, so the untrained ensemble returns its input unchanged.
+    ``mean_weight`` (not in the paper; 0 = off) weights a generator term that keeps each
+    patch's mean brightness, |mean(F(x)) - mean(x)|, for zero-mean noise whose skew lets
+    unpaired training shift the brightness (e.g. Poisson shot noise at low counts).
     """
 
     channels: int = 1
@@ -48,6 +51,7 @@ class ISCLConfig:
     gamma: float = 0.5
     instance_window: int | None = 64
     identity_start: bool = False
+    mean_weight: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("channels", "gen_base", "gen_blocks", "ext_width", "ext_depth", "disc_base", "disc_layers"):
@@ -62,6 +66,8 @@ class ISCLConfig:
             raise ValueError(f"ISCLConfig.ext_depth must be at least 2, got {self.ext_depth}")
         if self.lam < 0:
             raise ValueError(f"ISCLConfig.lam must be >= 0, got {self.lam}")
+        if self.mean_weight < 0:
+            raise ValueError(f"ISCLConfig.mean_weight must be >= 0, got {self.mean_weight}")
         if not 0.0 <= self.gamma <= 1.0:
             raise ValueError(f"ISCLConfig.gamma must be in [0, 1], got {self.gamma}")
         if self.identity_start not in (True, False):
@@ -166,7 +172,7 @@ class ISCL(nn.Module):
 
     def generator_loss(self, x: Tensor, y: Tensor, fx: Tensor, hx: Tensor, g_fx: Tensor, f_gy: Tensor,
                        f_y_hx: Tensor, dy_fx: Tensor, dx_gy: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        """Adversarial + lambda * (cycle + bypass) for F and G.
+        """Adversarial + lambda * (cycle + bypass) + mean_weight * brightness for F and G.
 
         ``fx`` = F(x), ``hx`` = H(x), ``g_fx`` = G(F(x)), ``f_gy`` = F(G(y)),
         ``f_y_hx`` = F(y + H(x)), ``dy_fx`` = D_Y(F(x)), ``dx_gy`` = D_X(G(y)).
@@ -176,8 +182,11 @@ class ISCL(nn.Module):
             "g_adv_y": -dy_fx.mean(),
             "g_cycle": _l1(x, g_fx) + _l1(y, f_gy),
             "g_bypass": _l1(fx, x - hx) + _l1(y, f_y_hx),
+            # Logged even when its weight is 0: it shows a brightness drift of F.
+            "g_mean": _l1(fx.mean(dim=(-2, -1)), x.mean(dim=(-2, -1))),
         }
-        total = terms["g_adv_x"] + terms["g_adv_y"] + self.config.lam * (terms["g_cycle"] + terms["g_bypass"])
+        total = (terms["g_adv_x"] + terms["g_adv_y"] + self.config.lam * (terms["g_cycle"] + terms["g_bypass"])
+                 + self.config.mean_weight * terms["g_mean"])
         return total, terms
 
     @staticmethod

@@ -100,7 +100,19 @@ def test_generator_loss_is_adversarial_plus_lambda_cycle_and_bypass() -> None:
     assert terms["g_adv_y"].item() == pytest.approx(-2.0)
     assert terms["g_cycle"].item() == pytest.approx(0.1 + 0.2)
     assert terms["g_bypass"].item() == pytest.approx(0.35 + 0.1)
+    assert terms["g_mean"].item() == pytest.approx(0.05)  # |mean F(x) - mean x| = |0.05 - 0.0|
     assert total.item() == pytest.approx(0.5 - 2.0 + 30.0 * 0.75)
+
+
+def test_the_brightness_term_enters_the_generator_loss_with_its_weight() -> None:
+    images = dict(fx=_image(0.3, 0.5), hx=_image(0.0, 0.0), g_fx=_image(0.1, 0.1), f_gy=_image(0.0, 0.0),
+                  f_y_hx=_image(0.0, 0.0), dy_fx=_row(0.0), dx_gy=_row(0.0))
+    x, y = _image(0.1, 0.1), _image(0.0, 0.0)
+    totals = [ISCL(ISCLConfig(**{**TINY.to_dict(), "lam": 1.0, "mean_weight": weight})).generator_loss(x, y, **images)
+              for weight in (0.0, 10.0)]
+    (plain, terms), (weighted, _) = totals
+    assert terms["g_mean"].item() == pytest.approx(0.3)  # |0.4 - 0.1|
+    assert weighted.item() - plain.item() == pytest.approx(10.0 * 0.3)
 
 
 def test_extractor_loss_is_pseudo_noise_label_plus_noise_consistency() -> None:
@@ -339,11 +351,12 @@ def test_train_step_reports_every_term_and_consistent_totals() -> None:
     x, y = _batches()[0]
     losses = model.train_step(x, y, *build_optimizers(model, lr=1e-3, total_steps=10).step_optimizers())
     assert set(losses) == {"d_hinge_x", "d_hinge_y", "d_boost", "d_total", "g_adv_x", "g_adv_y", "g_cycle",
-                           "g_bypass", "g_total", "h_pseudo", "h_consistency", "h_total"}
+                           "g_bypass", "g_mean", "g_total", "h_pseudo", "h_consistency", "h_total"}
     assert all(math.isfinite(value) for value in losses.values())
     assert losses["d_total"] == pytest.approx(losses["d_hinge_x"] + losses["d_hinge_y"] + losses["d_boost"], rel=1e-5)
     assert losses["g_total"] == pytest.approx(losses["g_adv_x"] + losses["g_adv_y"]
-                                              + TINY.lam * (losses["g_cycle"] + losses["g_bypass"]), rel=1e-5)
+                                              + TINY.lam * (losses["g_cycle"] + losses["g_bypass"])
+                                              + TINY.mean_weight * losses["g_mean"], rel=1e-5)
     assert losses["h_total"] == pytest.approx(losses["h_pseudo"] + losses["h_consistency"], rel=1e-5)
 
 
