@@ -36,6 +36,7 @@ supervised bound; the JSON records both checks.
 
     python benchmarks/quality.py                                    # all five models, quick preset
     python benchmarks/quality.py --noise scanline --steps 300 --device cuda
+    python benchmarks/quality.py --seed 1 --net mean_weight=10                 # with the brightness term
     python benchmarks/quality.py --noise correlated --steps 2 --side 64 --train-images 2 --test-slices 1  # smoke
 
 Prints a table and writes benchmarks/results/quality.json (rewritten after each noise model).
@@ -59,6 +60,7 @@ from skimage.restoration import estimate_sigma
 from torch import nn
 
 from iscl_cli.checkpoint import load_model
+from iscl_cli.cli import parse_assignments
 from iscl_cli.data import EMPTY_PATCH_STD, REDRAWS, augment_8fold
 from iscl_cli.demo import read_stack, stack_scores
 from iscl_cli.denoise import TileOptions, plan_outputs, run_plan, tiled_in_physical_units
@@ -99,6 +101,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--side", type=int, default=128, help="image side in pixels (default 128)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the data and of both trainings (default 0)")
     parser.add_argument("--device", default="auto", help="where both networks train and run (default auto)")
+    parser.add_argument("--net", action="append", default=[],
+                        help="network/objective setting NAME=VALUE on top of the preset (e.g. mean_weight=10); repeatable")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "quality.json",
                         help="JSON path (default benchmarks/results/quality.json)")
     parser.add_argument("--workdir", type=Path, default=None,
@@ -257,7 +261,7 @@ def benchmark_noise(noise: str, args: argparse.Namespace, workdir: Path) -> dict
                                         "bias_percent": mean_bias_percent(noisy, clean)}}
 
     config = make_train_config([str(data["noisy"])], [str(data["clean"])], PRESET, out=str(run_dir / "iscl-run"),
-                               steps=args.steps, device=args.device, seed=args.seed,
+                               network=parse_assignments(args.net), steps=args.steps, device=args.device, seed=args.seed,
                                checkpoint_every=args.steps, preview_every=args.steps)
     denoised, timing = run_iscl(data, config, run_dir)
     result["iscl"] = {**scored(denoised, noisy, clean), "seconds": timing["train_seconds"] + timing["denoise_seconds"],
@@ -336,7 +340,7 @@ def main() -> None:
                else f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
                     f"{torch.get_num_threads()} torch threads")
     payload: dict[str, Any] = {
-        "preset": PRESET, "steps": args.steps, "train_images": args.train_images, "test_slices": args.test_slices,
+        "preset": PRESET, "net": parse_assignments(args.net), "steps": args.steps, "train_images": args.train_images, "test_slices": args.test_slices,
         "side": args.side, "seed": args.seed, "device": str(device), "machine": machine, "torch": torch.__version__,
         "scores": "PSNR (dB) and SSIM in physical units over the clean test stack's range, mean over test slices",
         "results": {},
@@ -346,7 +350,8 @@ def main() -> None:
         for noise in args.noise:
             payload["results"][noise] = benchmark_noise(noise, args, workdir)
             write_json(args.out, payload)  # after each model, so a long run keeps what it measured
-    print(f"\nquality on {args.test_slices} held-out slices per model ({args.steps} steps, {PRESET} preset, {machine})")
+    settings = "".join(f", --net {setting}" for setting in args.net)
+    print(f"\nquality on {args.test_slices} held-out slices per model ({args.steps} steps, {PRESET} preset{settings}, {machine})")
     print_table(payload["results"])
     print(f"wrote {args.out}")
 
