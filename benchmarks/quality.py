@@ -340,7 +340,8 @@ def main() -> None:
                else f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
                     f"{torch.get_num_threads()} torch threads")
     payload: dict[str, Any] = {
-        "preset": PRESET, "net": parse_assignments(args.net), "steps": args.steps, "train_images": args.train_images, "test_slices": args.test_slices,
+        "preset": PRESET, "net": parse_assignments(args.net), "steps": args.steps,
+        "train_images": args.train_images, "test_slices": args.test_slices,
         "side": args.side, "seed": args.seed, "device": str(device), "machine": machine, "torch": torch.__version__,
         "scores": "PSNR (dB) and SSIM in physical units over the clean test stack's range, mean over test slices",
         "results": {},
