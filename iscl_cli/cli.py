@@ -226,11 +226,13 @@ def denoise(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON summary on stdout.")] = False,
 ) -> None:
     """Denoise TIFF stacks and DICOM series with a trained model; writes the same format to -o."""
+    from iscl_cli.allocator import limit_malloc_arenas
     from iscl_cli.checkpoint import load_model, resolve_model_path
     from iscl_cli.denoise import TileOptions, plan_outputs, run_plan, tile_alignment
     from iscl_cli.devices import resolve_device
 
     setup_notes(quiet)
+    limit_malloc_arenas()  # before the slice-reading thread starts: keeps the peak flat over long stacks
     started = time.perf_counter()
     loaded = load_model(resolve_model_path(model, Path.cwd()), resolve_device(device))
     tiles = TileOptions(tile_size=tile_size, overlap=int(overlap) if overlap >= 1 else overlap, blend=blend,
