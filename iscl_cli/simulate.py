@@ -11,7 +11,9 @@ suit images scaled to [0, 1] (``iscl_cli.phantoms`` makes such images), except
 - ``correlated_noise``: spatially correlated (coloured) Gaussian noise (EM after
   drift correction or interpolation, detectors with cross-talk).
 - ``scanline_noise``: per-line offset and gain jitter and bright charging streaks (SEM).
-- ``stain_noise``: smooth multiplicative staining/illumination field plus grain (film).
+- ``stain_noise``: smooth multiplicative staining/illumination field plus grain.
+- ``film_noise``: transmission EM on film: staining, electron shot noise and film grain.
+- ``charging_noise``: SEM specimen charging: bright trails after every falling edge, line offsets.
 - ``lowdose_ct``: CT quantum noise made in the projection domain (forward projection,
   Poisson counts at a chosen dose, filtered back-projection).
 
@@ -31,8 +33,10 @@ from pathlib import Path
 
 import numpy as np
 import tifffile
+from scipy.signal import lfilter
 from skimage.transform import iradon, radon
 
+from iscl_cli.ct_series import write_ct_series
 from iscl_cli.errors import IsclError
 from iscl_cli.phantoms import AIR_HU, PHANTOMS, gaussian_random_field
 
@@ -195,11 +199,101 @@ def stain_noise(
     _require(stain_scale > 0, f"stain_scale must be > 0, got {stain_scale}")
     _require(grain_sigma >= 0, f"grain_sigma must be >= 0, got {grain_sigma}")
     _require(grain_size >= 0, f"grain_size must be >= 0, got {grain_size}")
-    log_stain = (
-        stain_strength * gaussian_random_field(clean.shape, rng, stain_scale) - stain_strength**2 / 2.0
-    )
+    stained = clean * _stain_field(clean.shape, rng, stain_strength, stain_scale)
     grain = grain_sigma * gaussian_random_field(clean.shape, rng, grain_size)
-    return (clean * np.exp(log_stain) + grain).astype(np.float32)
+    return (stained + grain).astype(np.float32)
+
+
+def _stain_field(shape: tuple[int, int], rng: np.random.Generator, strength: float, scale: float) -> np.ndarray:
+    """A smooth log-normal field of mean about 1: ``exp(strength * g - strength**2 / 2)``."""
+    return np.exp(strength * gaussian_random_field(shape, rng, scale) - strength**2 / 2.0)
+
+
+def film_noise(
+    clean: np.ndarray,
+    rng: np.random.Generator,
+    stain_strength: float = 0.2,
+    stain_scale: float = 40.0,
+    photons: float = 40.0,
+    grain_sigma: float = 0.04,
+    grain_size: float = 0.8,
+) -> np.ndarray:
+    """Transmission EM on film: uneven staining, electron shot noise and film grain.
+
+    The stain (a smooth multiplicative field, as in ``stain_noise``) modulates the
+    intensity that reaches the film; electrons arrive as Poisson counts, ``photons`` per
+    unit intensity; the developed film adds grain correlated over ``grain_size`` pixels:
+    ``noisy = Poisson(photons * clean * stain) / photons + grain``. The shot noise grows
+    with the brightness, the stain is low-frequency, the grain spatially correlated: no
+    single-scale white-noise model fits all three.
+
+    Args:
+        clean: the clean image, intensities >= 0.
+        rng: source of randomness.
+        stain_strength: standard deviation of the log of the stain field (0.2 = about +-20 %).
+        stain_scale: correlation length of the stain field, in pixels.
+        photons: expected electron count per pixel at intensity 1 (lower = noisier).
+        grain_sigma: standard deviation of the grain, image units.
+        grain_size: correlation length of the grain, in pixels.
+    """
+    _require(stain_strength >= 0, f"stain_strength must be >= 0, got {stain_strength}")
+    _require(stain_scale > 0, f"stain_scale must be > 0, got {stain_scale}")
+    _require(photons > 0, f"photons must be > 0, got {photons}")
+    _require(grain_sigma >= 0, f"grain_sigma must be >= 0, got {grain_sigma}")
+    _require(grain_size >= 0, f"grain_size must be >= 0, got {grain_size}")
+    exposure = np.clip(clean, 0.0, None) * _stain_field(clean.shape, rng, stain_strength, stain_scale)
+    counts = rng.poisson(photons * exposure)
+    grain = grain_sigma * gaussian_random_field(clean.shape, rng, grain_size)
+    return (counts / photons + grain).astype(np.float32)
+
+
+def charging_noise(
+    clean: np.ndarray,
+    rng: np.random.Generator,
+    charge_strength: float = 0.3,
+    charge_length: float = 12.0,
+    strength_spread: float = 0.5,
+    row_offset_sigma: float = 0.05,
+    pixel_sigma: float = 0.05,
+) -> np.ndarray:
+    """Specimen charging in a scanning electron microscope: bright trails after every edge.
+
+    The beam scans each row left to right. Where the signal falls (the beam leaves a
+    bright structure) the specimen keeps charge, and the detector goes on seeing a bright
+    trail that fades exponentially along the row: the trail at a pixel is
+    ``strength_row * sum over earlier drops * exp(-distance / charge_length)``. How much a
+    row charges varies from line to line (``strength_row`` is log-normal around
+    ``charge_strength``), every row gets its own offset, and white pixel noise lies on
+    top. Unlike ``scanline``'s sparse streaks, every falling edge trails, so the artefact
+    follows the image's structure.
+
+    Args:
+        clean: the clean image.
+        rng: source of randomness.
+        charge_strength: median trail brightness per unit of signal drop.
+        charge_length: pixels over which a trail fades to 1/e.
+        strength_spread: standard deviation of the log of the per-row strength.
+        row_offset_sigma: standard deviation of the per-row additive offset, image units.
+        pixel_sigma: standard deviation of the per-pixel white noise, image units.
+    """
+    _require(charge_strength >= 0, f"charge_strength must be >= 0, got {charge_strength}")
+    _require(charge_length > 0, f"charge_length must be > 0, got {charge_length}")
+    _require(strength_spread >= 0, f"strength_spread must be >= 0, got {strength_spread}")
+    _require(row_offset_sigma >= 0, f"row_offset_sigma must be >= 0, got {row_offset_sigma}")
+    _require(pixel_sigma >= 0, f"pixel_sigma must be >= 0, got {pixel_sigma}")
+    n_rows = clean.shape[0]
+    drops = np.zeros(clean.shape)
+    drops[:, 1:] = np.clip(clean[:, :-1] - clean[:, 1:], 0.0, None)
+    decay = np.exp(-1.0 / charge_length)
+    # A first-order recursive filter along each row sums the earlier drops, each fading by `decay` per pixel.
+    trails = lfilter([1.0], [1.0, -decay], drops, axis=1)
+    strengths = charge_strength * np.exp(strength_spread * rng.standard_normal((n_rows, 1)))
+    offsets = row_offset_sigma * rng.standard_normal((n_rows, 1))
+    noisy = clean + strengths * trails + offsets + pixel_sigma * rng.standard_normal(clean.shape)
+    return noisy.astype(np.float32)
+
+
+LOWDOSE_FIELD_OF_VIEW_MM = 400.0
 
 
 def lowdose_ct(
@@ -207,7 +301,7 @@ def lowdose_ct(
     rng: np.random.Generator,
     photons: float = 5.0e4,
     n_angles: int = 180,
-    field_of_view_mm: float = 400.0,
+    field_of_view_mm: float = LOWDOSE_FIELD_OF_VIEW_MM,
     mu_water_per_mm: float = 0.0192,
 ) -> np.ndarray:
     """Low-dose CT quantum noise, simulated in the projection domain. Input and output in HU.
@@ -281,6 +375,8 @@ NOISE_MODELS: dict[str, NoiseModel] = {
     "correlated": correlated_noise,
     "scanline": scanline_noise,
     "stain": stain_noise,
+    "film": film_noise,
+    "charging": charging_noise,
     "lowdose_ct": lowdose_ct,
 }
 
@@ -462,67 +558,76 @@ def make_unpaired_set(
     n_test: int,
     shape: tuple[int, int] = (256, 256),
     seed: int = 0,
+    file_format: str = "tiff",
     **noise_params: float,
 ) -> dict[str, Path]:
     """Write a synthetic unpaired training set and a paired test stack under ``root``.
 
-    - ``root/noisy/noisy_000.tif`` ...: ``n_train`` phantoms with noise, one 2D image per file;
-    - ``root/clean/clean_000.tif`` ...: ``n_train`` other phantoms (drawn from separate
-      random streams, so no clean image is the source of any noisy one), clean;
-    - ``root/test_clean.tif`` and ``root/test_noisy.tif``: ``n_test`` further phantoms as a
-      stack, clean and with noise (pixel-aligned pairs, for PSNR/SSIM).
+    - ``root/noisy``: ``n_train`` phantoms with noise;
+    - ``root/clean``: ``n_train`` other phantoms (drawn from separate random streams, so no
+      clean image is the source of any noisy one), clean;
+    - ``root/test_noisy`` and ``root/test_clean``: ``n_test`` further phantoms, clean and
+      with noise (pixel-aligned pairs, for PSNR/SSIM).
 
-    Stored as realistic 16-bit data: EM and fluorescence as uint16 counts
-    (``COUNTS_OFFSET + COUNTS_PER_UNIT * intensity``), CT as int16 HU. Noise is added
-    before storing, in [0, 1] intensity units (on CT: the ``CT_UNIT_WINDOW_HU`` window
-    mapped to [0, 1]) or in HU for ``lowdose_ct``, so ``noise_params`` take the
-    documented defaults' units. Earlier ``noisy_*.tif``/``clean_*.tif`` files in those
-    folders are removed first, so a smaller rerun leaves no stale images behind.
+    With ``file_format="tiff"`` the training folders hold one 2D TIFF per image
+    (``noisy_000.tif`` ...) and the test sets are stacks ``test_noisy.tif``/``test_clean.tif``,
+    stored as realistic 16-bit data: EM and fluorescence as uint16 counts
+    (``COUNTS_OFFSET + COUNTS_PER_UNIT * intensity``), CT as int16 HU. With
+    ``file_format="dicom"`` (CT only) each of the four is a CT series folder of 12-bit
+    files in HU (``iscl_cli.ct_series``). Noise is added before storing, in [0, 1]
+    intensity units (on CT: the ``CT_UNIT_WINDOW_HU`` window mapped to [0, 1]) or in HU
+    for ``lowdose_ct``, so ``noise_params`` take the documented defaults' units. Earlier
+    images in those folders are removed first, so a smaller rerun leaves no stale images.
 
     Returns:
-        ``{"noisy": folder, "clean": folder, "test_noisy": file, "test_clean": file}``.
+        ``{"noisy": folder, "clean": folder, "test_noisy": path, "test_clean": path}``.
 
     Raises:
-        IsclError: unknown phantom, model or parameter; ``lowdose_ct`` with a non-CT phantom.
+        IsclError: unknown phantom, model, parameter or format; ``lowdose_ct`` with a
+            non-CT phantom; DICOM for a phantom that is not CT.
     """
     if phantom not in PHANTOMS:
         raise IsclError(f"unknown phantom {phantom!r}; choose one of {', '.join(PHANTOMS)}")
+    if file_format not in ("tiff", "dicom"):
+        raise IsclError(f"unknown file format {file_format!r}; choose tiff or dicom")
+    if file_format == "dicom" and phantom != "ct":
+        raise IsclError(f"DICOM series are written for the 'ct' phantom only, not {phantom!r}")
     noise_model(noise, noise_params)
     make_phantom = PHANTOMS[phantom]
-    root = Path(root)
-    paths = {
-        "noisy": root / "noisy",
-        "clean": root / "clean",
-        "test_noisy": root / "test_noisy.tif",
-        "test_clean": root / "test_clean.tif",
-    }
 
     def stream(role: int, index: int) -> np.random.Generator:
         """The random stream of one image in one role."""
         return np.random.default_rng([seed, role, index])
 
+    noisy_sources = [make_phantom(shape, stream(_NOISY_SOURCE, index)) for index in range(n_train)]
+    test_clean = [make_phantom(shape, stream(_TEST_SOURCE, index)) for index in range(n_test)]
+    images = {
+        "noisy": [add_phantom_noise(image, phantom, noise, stream(_NOISY_NOISE, index), noise_params)
+                  for index, image in enumerate(noisy_sources)],
+        "clean": [make_phantom(shape, stream(_CLEAN_SOURCE, index)) for index in range(n_train)],
+        "test_noisy": [add_phantom_noise(image, phantom, noise, stream(_TEST_NOISE, index), noise_params)
+                       for index, image in enumerate(test_clean)],
+        "test_clean": test_clean,
+    }
+    root = Path(root)
+    if file_format == "dicom":
+        pixel_mm = LOWDOSE_FIELD_OF_VIEW_MM / max(shape)
+        paths = {kind: root / kind for kind in images}
+        for kind, slices in images.items():
+            for stale in paths[kind].glob("slice_*.dcm"):
+                stale.unlink()
+            write_ct_series(paths[kind], slices, pixel_mm, description=f"phantom {kind.replace('_', ' ')}")
+        return paths
+    paths = {"noisy": root / "noisy", "clean": root / "clean",
+             "test_noisy": root / "test_noisy.tif", "test_clean": root / "test_clean.tif"}
+    dtype = np.dtype(np.int16 if phantom == "ct" else np.uint16)
     for kind in ("noisy", "clean"):
         for stale in paths[kind].glob(f"{kind}_*.tif"):
             stale.unlink()
-    dtype = np.dtype(np.int16 if phantom == "ct" else np.uint16)
-    for index in range(n_train):
-        noisy_source = make_phantom(shape, stream(_NOISY_SOURCE, index))
-        noisy = add_phantom_noise(noisy_source, phantom, noise, stream(_NOISY_NOISE, index), noise_params)
-        _write_tiff_atomically(
-            paths["noisy"] / f"noisy_{index:03d}.tif", [store_phantom(noisy, phantom)], shape, dtype, "YX"
-        )
-        clean = make_phantom(shape, stream(_CLEAN_SOURCE, index))
-        _write_tiff_atomically(
-            paths["clean"] / f"clean_{index:03d}.tif", [store_phantom(clean, phantom)], shape, dtype, "YX"
-        )
-
-    test_clean = [make_phantom(shape, stream(_TEST_SOURCE, index)) for index in range(n_test)]
-    test_noisy = [
-        add_phantom_noise(clean, phantom, noise, stream(_TEST_NOISE, index), noise_params)
-        for index, clean in enumerate(test_clean)
-    ]
-    for kind, images in (("test_clean", test_clean), ("test_noisy", test_noisy)):
-        _write_tiff_atomically(
-            paths[kind], [store_phantom(image, phantom) for image in images], (n_test, *shape), dtype, "ZYX"
-        )
+        for index, image in enumerate(images[kind]):
+            _write_tiff_atomically(paths[kind] / f"{kind}_{index:03d}.tif", [store_phantom(image, phantom)],
+                                   shape, dtype, "YX")
+    for kind in ("test_noisy", "test_clean"):
+        _write_tiff_atomically(paths[kind], [store_phantom(image, phantom) for image in images[kind]],
+                               (n_test, *shape), dtype, "ZYX")
     return paths

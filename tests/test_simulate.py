@@ -8,10 +8,13 @@ import tifffile
 
 from iscl_cli.errors import IsclError
 from iscl_cli.phantoms import AIR_HU, PHANTOMS
+from iscl_cli.io import open_volumes
 from iscl_cli.simulate import (
     NOISE_MODELS,
+    charging_noise,
     correlated_noise,
     describe_noise_models,
+    film_noise,
     lowdose_ct,
     make_unpaired_set,
     noise_model,
@@ -118,6 +121,33 @@ def test_stain_is_multiplicative_and_smooth():
     assert neighbour_correlation(stain) > 0.95
     assert stain.mean() == pytest.approx(1.0, abs=0.1)
     assert stain.std() > 0.1
+
+
+def test_film_noise_is_shot_noise_under_a_stain_plus_grain():
+    flat = np.full((128, 128), 0.5)
+    shot_only = film_noise(flat, np.random.default_rng(2), stain_strength=0.0, grain_sigma=0.0, photons=50.0)
+    assert shot_only.mean() == pytest.approx(0.5, abs=0.01)
+    assert shot_only.var() == pytest.approx(0.5 / 50.0, rel=0.1)  # Poisson: variance = mean / photons
+    brighter = film_noise(2 * flat, np.random.default_rng(2), stain_strength=0.0, grain_sigma=0.0, photons=50.0)
+    assert brighter.var() > 1.5 * shot_only.var()  # shot noise grows with the signal
+    stained = film_noise(flat, np.random.default_rng(2), stain_strength=0.3, stain_scale=8.0, grain_sigma=0.0,
+                         photons=1e6)
+    assert neighbour_correlation(stained) > 0.95 and stained.std() > 0.05  # a smooth, strong stain
+    assert np.all(film_noise(np.zeros((32, 32)), np.random.default_rng(2), grain_sigma=0.0) == 0)
+
+
+def test_charging_trails_follow_falling_edges_to_the_right_and_fade():
+    clean = np.zeros((64, 96))
+    clean[:, 20:30] = 1.0  # a bright band: the signal falls at column 30
+    quiet = {"row_offset_sigma": 0.0, "pixel_sigma": 0.0, "strength_spread": 0.0}
+    noisy = charging_noise(clean, np.random.default_rng(3), charge_strength=0.5, charge_length=10.0, **quiet)
+    trail = (noisy - clean).mean(axis=0)
+    assert np.allclose(trail[:30], 0.0)  # nothing before the edge
+    assert trail[30] == pytest.approx(0.5, rel=1e-6)  # strength x drop where the signal falls
+    assert trail[40] == pytest.approx(0.5 * np.exp(-1.0), rel=1e-6)  # 1/e after charge_length
+    rows = charging_noise(clean, np.random.default_rng(3), **{**quiet, "row_offset_sigma": 0.05})
+    offsets = (rows - charging_noise(clean, np.random.default_rng(3), **quiet))[:, :20]
+    assert np.allclose(offsets.std(axis=1), 0.0, atol=1e-6) and offsets[:, 0].std() > 0.02  # one offset per row
 
 
 def test_lowdose_ct_noise_falls_as_dose_rises():
@@ -267,3 +297,18 @@ def test_unpaired_ct_set_is_int16_hu_and_lowdose_needs_ct(tmp_path):
     assert np.any(noisy[0] > 500)  # bone survives storage
     with pytest.raises(IsclError, match="needs the 'ct' phantom"):
         make_unpaired_set(tmp_path / "em", "em", "lowdose_ct", n_train=1, n_test=1, shape=(32, 32))
+
+
+def test_unpaired_ct_set_as_dicom_series_reads_back_in_hu(tmp_path):
+    tiff = make_unpaired_set(tmp_path / "tiff", "ct", "lowdose_ct", n_train=2, n_test=2, shape=(40, 48), seed=4,
+                             **FAST_CT)
+    dicom = make_unpaired_set(tmp_path / "dicom", "ct", "lowdose_ct", n_train=2, n_test=2, shape=(40, 48), seed=4,
+                              file_format="dicom", **FAST_CT)
+    for kind in ("noisy", "clean", "test_noisy", "test_clean"):
+        (series,) = open_volumes([dicom[kind]])
+        assert series.format == "dicom" and len(series) == 2 and series.shape == (40, 48)
+        expected = [v.read_slice(i) for v in open_volumes([tiff[kind]]) for i in range(len(v))]
+        # The same images: 12-bit storage keeps HU from -1024 up, int16 TIFF from -1024 too.
+        assert all(np.array_equal(series.read_slice(i), expected[i]) for i in range(2))
+    with pytest.raises(IsclError, match="for the 'ct' phantom only"):
+        make_unpaired_set(tmp_path / "em", "em", "film", n_train=1, n_test=1, shape=(32, 32), file_format="dicom")
