@@ -35,7 +35,7 @@ import tifffile
 import torch
 
 from iscl_cli.checkpoint import load_model, save_model
-from iscl_cli.denoise import TileOptions, denoise_image
+from iscl_cli.inference import TileOptions, denoise_image
 from iscl_cli.intensity import IntensityMapping
 from iscl_cli.io.values import integer_range, round_and_clip
 from models import ISCL, ISCLConfig

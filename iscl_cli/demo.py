@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 
 from iscl_cli.checkpoint import load_model
-from iscl_cli.denoise import TileOptions, plan_outputs, run_plan
+from iscl_cli.denoise import plan_outputs, run_plan
+from iscl_cli.inference import TileOptions
 from iscl_cli.devices import resolve_device
 from iscl_cli.errors import IsclError
 from iscl_cli.io import open_volumes

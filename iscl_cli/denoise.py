@@ -1,4 +1,4 @@
-"""Denoising files: slices in, tiled ISCL inference, the same format out.
+"""Denoising files: volumes in, per-slice inference (``iscl_cli.inference``), the same format out.
 
 A volume is streamed: the next slice is read in a background thread while the current
 one is denoised, and each result goes straight to the writer, so memory does not grow with
@@ -22,66 +22,14 @@ import torch
 
 from iscl_cli import __version__
 from iscl_cli.checkpoint import LoadedModel
-from iscl_cli.devices import autocast_dtype
 from iscl_cli.errors import IsclError
-from iscl_cli.intensity import IntensityMapping
+from iscl_cli.inference import TileOptions, denoise_image
 from iscl_cli.io import open_volumes
 from iscl_cli.io.atomic import atomic_path
-from iscl_cli.tiling import BLEND_MODES, overlap_pixels, sliding_window_inference
 from iscl_cli.volume import Volume
-from models.iscl import ISCL
-from models.networks import ResnetGenerator
 
 NOISE_SUFFIX = ".noise.tif"
 BIGTIFF_BYTES = 2**32 - 2**25  # classic TIFF offsets are 32-bit; leave room for tags
-
-
-@dataclass(frozen=True)
-class TileOptions:
-    """How slices are cut into tiles (see ``sliding_window_inference``)."""
-
-    tile_size: int = 512
-    overlap: float | int = 64
-    blend: str = "gaussian"
-    batch_size: int = 4
-
-    def validated(self, alignment: int = 1) -> TileOptions:
-        """Refuse options the tiler cannot use (one clear line each); ``alignment`` is ``tile_alignment(model)``."""
-        if self.tile_size < 16:
-            raise IsclError(f"--tile-size must be at least 16 (got {self.tile_size})")
-        try:
-            overlap_pixels(self.overlap, self.tile_size, alignment)
-        except ValueError:
-            raise IsclError(f"--overlap must be 0 to {max(self.tile_size - 2 * alignment, 0)} pixels for "
-                            f"{self.tile_size}-pixel tiles with this model (tiles advance in steps of {alignment}), "
-                            f"got {self.overlap}") from None
-        if self.blend not in BLEND_MODES:
-            raise IsclError(f"--blend must be one of {', '.join(BLEND_MODES)} (got {self.blend!r})")
-        if self.batch_size < 1:
-            raise IsclError(f"--batch-size must be at least 1 (got {self.batch_size})")
-        return self
-
-
-def tile_alignment(model: ISCL) -> int:
-    """The shift tiles must start at multiples of for ``model`` to give its whole-slice result."""
-    return model.translation_step or ResnetGenerator.downsampling
-
-
-def denoise_image(image: np.ndarray, model: ISCL, mapping: IntensityMapping, tiles: TileOptions) -> np.ndarray:
-    """Denoise one 2D slice given in physical units; the result is in physical units too."""
-    device = next(model.parameters()).device
-    return tiled_in_physical_units(image, model.denoise, tile_alignment(model), device, mapping, tiles)
-
-
-def tiled_in_physical_units(image: np.ndarray, network: Callable[[torch.Tensor], torch.Tensor], alignment: int,
-                            device: torch.device, mapping: IntensityMapping, tiles: TileOptions) -> np.ndarray:
-    """``network`` (noisy model units -> clean model units) over one 2D slice in physical
-    units, tile by tile with origins on multiples of ``alignment``; the result in physical units."""
-    x = torch.from_numpy(mapping.to_model(image, "noisy"))[None].to(device)
-    out = sliding_window_inference(x, network, tile_size=tiles.tile_size, overlap=tiles.overlap,
-                                   blend=tiles.blend, batch_size=tiles.batch_size,
-                                   amp_dtype=autocast_dtype(device), alignment=alignment)
-    return mapping.to_physical(out[0].cpu().numpy(), "clean")
 
 
 def prefetched_slices(volume: Volume) -> Iterator[np.ndarray]:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from iscl_cli.denoise import TileOptions, denoise_image
+from iscl_cli.inference import TileOptions, denoise_image
 from iscl_cli.errors import IsclError
 from iscl_cli.intensity import IntensityMapping
 from iscl_cli.io import open_volumes
@@ -25,7 +25,8 @@ class Validator:
     def __init__(self, noisy_specs: Sequence[str], clean_specs: Sequence[str], mapping: IntensityMapping,
                  max_slices: int = 8, tiles: TileOptions | None = None, channel: int | None = None) -> None:
         self.mapping = mapping
-        self.tiles = tiles or TileOptions()
+        # One pose per tile: validation tracks progress, and 8 poses would cost 8 times as much.
+        self.tiles = tiles or TileOptions(symmetries=1)
         self.data_range = mapping.clean_high - mapping.clean_low
         noisy = [image for volume in open_volumes(noisy_specs, channel) for image in volume.slices()][:max_slices]
         clean = [image for volume in open_volumes(clean_specs, channel) for image in volume.slices()][:max_slices]
