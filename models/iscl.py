@@ -22,8 +22,13 @@ from torch.optim import Optimizer, RAdam
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 
 from models.lookahead import Lookahead
-from models.networks import Discriminator, NoiseExtractor, ResnetGenerator
+from models.networks import Discriminator, NoiseExtractor, ResnetGenerator, UNet
 from models.norm import clamp_rho_
+
+
+# The paper's networks ("resnet" generators, a plain "cnn" extractor) or U-Nets (see docs/method.md).
+GENERATORS = ("resnet", "unet")
+EXTRACTORS = ("cnn", "unet")
 
 
 @dataclass
@@ -52,6 +57,11 @@ class ISCLConfig:
     instance_window: int | None = 64
     identity_start: bool = False
     mean_weight: float = 0.0
+    generator: str = "resnet"
+    extractor: str = "cnn"
+    unet_depth: int = 2
+    noise_inputs: int = 0
+    x_cycle_weight: float = 1.0
 
     def __post_init__(self) -> None:
         for name in ("channels", "gen_base", "gen_blocks", "ext_width", "ext_depth", "disc_base", "disc_layers"):
@@ -62,6 +72,17 @@ class ISCLConfig:
                 raise ValueError(f"ISCLConfig.{name} must be at least 1, got {getattr(self, name)}")
         if self.gen_blocks < 0:
             raise ValueError(f"ISCLConfig.gen_blocks must be >= 0, got {self.gen_blocks}")
+        if self.generator not in GENERATORS:
+            raise ValueError(f"ISCLConfig.generator must be one of {', '.join(GENERATORS)}, got {self.generator!r}")
+        if self.extractor not in EXTRACTORS:
+            raise ValueError(f"ISCLConfig.extractor must be one of {', '.join(EXTRACTORS)}, got {self.extractor!r}")
+        if self.noise_inputs and self.generator != "unet":
+            raise ValueError("ISCLConfig.noise_inputs needs generator='unet'")
+        if self.x_cycle_weight < 0:
+            raise ValueError(f"ISCLConfig.x_cycle_weight must be >= 0, got {self.x_cycle_weight}")
+        for name in ("unet_depth", "noise_inputs"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
+                raise ValueError(f"ISCLConfig.{name} must be a whole number >= 0, got {getattr(self, name)}")
         if self.ext_depth < 2:
             raise ValueError(f"ISCLConfig.ext_depth must be at least 2, got {self.ext_depth}")
         if self.lam < 0:
@@ -129,11 +150,22 @@ class ISCL(nn.Module):
     def __init__(self, config: ISCLConfig) -> None:
         super().__init__()
         self.config = config
-        generator_sizes = (config.channels, config.gen_base, config.gen_blocks, config.instance_window)
-        self.F = ResnetGenerator(*generator_sizes, residual=config.identity_start)
-        self.G = ResnetGenerator(*generator_sizes, residual=config.identity_start)
-        self.H = NoiseExtractor(config.channels, config.ext_width, config.ext_depth, config.instance_window,
-                                zero_start=config.identity_start)
+        if config.generator == "unet":
+            # F: a residual U-Net from the identity with identity_start, else a plain one from
+            # random weights. G, the noise synthesiser, always adds to its input: y + noise(y, z).
+            self.F = UNet(config.channels, config.gen_base, config.unet_depth, residual=config.identity_start,
+                          zero_start=config.identity_start)
+            self.G = UNet(config.channels, config.gen_base, config.unet_depth, random_inputs=config.noise_inputs)
+        else:
+            generator_sizes = (config.channels, config.gen_base, config.gen_blocks, config.instance_window)
+            self.F = ResnetGenerator(*generator_sizes, residual=config.identity_start)
+            self.G = ResnetGenerator(*generator_sizes, residual=config.identity_start)
+        if config.extractor == "unet":
+            self.H = UNet(config.channels, config.ext_width, config.unet_depth, residual=False,
+                          zero_start=config.identity_start)
+        else:
+            self.H = NoiseExtractor(config.channels, config.ext_width, config.ext_depth, config.instance_window,
+                                    zero_start=config.identity_start)
         self.D_X = Discriminator(config.channels, config.disc_base, config.disc_layers)
         self.D_Y = Discriminator(config.channels, config.disc_base, config.disc_layers)
 
@@ -142,7 +174,7 @@ class ISCL(nn.Module):
         """In eval mode, shifting the input by a multiple of this shifts ``denoise``'s output
         exactly, away from the borders; so a tile whose origin is a multiple of it gives the
         whole image's result there. None with whole-tile instance statistics (no such step)."""
-        if self.config.instance_window is None:
+        if self.F.translation_step is None or self.H.translation_step is None:
             return None
         return math.lcm(self.F.translation_step, self.H.translation_step)
 
@@ -180,7 +212,7 @@ class ISCL(nn.Module):
         terms = {
             "g_adv_x": -dx_gy.mean(),
             "g_adv_y": -dy_fx.mean(),
-            "g_cycle": _l1(x, g_fx) + _l1(y, f_gy),
+            "g_cycle": self.config.x_cycle_weight * _l1(x, g_fx) + _l1(y, f_gy),
             "g_bypass": _l1(fx, x - hx) + _l1(y, f_y_hx),
             # Logged even when its weight is 0: it shows a brightness drift of F.
             "g_mean": _l1(fx.mean(dim=(-2, -1)), x.mean(dim=(-2, -1))),

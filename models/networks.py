@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -173,6 +174,79 @@ class NoiseExtractor(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.layers(x)
+
+
+class UNet(nn.Module):
+    """An image-to-image U-Net: the efficient alternative to the ResNet generator and the plain extractor.
+
+    ``depth`` levels of (two 3x3 convs + leaky ReLU, then 2x2 average pooling), a bottleneck
+    of two convs, and the mirror path up (nearest-neighbour upsampling, a 3x3 conv, the
+    skip connection concatenated, two convs); widths ``base``, 2 ``base``, ... No
+    normalisation: the output of a pixel depends only on the pixels around it, never on the
+    rest of the tile or batch, so tiled inference needs no special statistics. With
+    ``residual`` the output is ``x + last_conv(...)`` (F, G), otherwise ``last_conv(...)``
+    (H's noise map); with ``zero_start`` the last 1x1 conv starts at zero, so the untrained
+    network is the identity (or finds no noise).
+    Any input size works: it is reflect-padded to a multiple of ``2**depth`` and cropped back.
+
+    Args:
+        channels: image channels out (and in, plus ``extra_inputs``).
+        base: width of the full-resolution convolutions.
+        depth: number of pooling steps (receptive field about ``10 * 2**depth`` pixels).
+        residual: output the input plus the network's correction.
+        random_inputs: channels of fresh standard normal noise drawn at every call and fed in
+            beside the image, so that the output can vary like noise does (G, the synthesiser).
+        zero_start: start the last conv at zero (else at PyTorch's random initialisation).
+    """
+
+    def __init__(self, channels: int = 1, base: int = 32, depth: int = 2, residual: bool = True,
+                 random_inputs: int = 0, zero_start: bool = True) -> None:
+        super().__init__()
+        if depth < 0:
+            raise ValueError(f"the U-Net needs depth >= 0, got {depth}")
+        self.residual = residual
+        self.random_inputs = random_inputs
+        self.downsampling = 2**depth
+        self.translation_step = self.downsampling
+        widths = [base * 2**level for level in range(depth + 1)]
+        self.down = nn.ModuleList()
+        incoming = channels + random_inputs
+        for width in widths[:-1]:
+            self.down.append(_double_conv(incoming, width))
+            incoming = width
+        self.bottom = _double_conv(incoming, widths[-1])
+        self.up = nn.ModuleList()
+        self.merge = nn.ModuleList()
+        for width, coarser in zip(reversed(widths[:-1]), reversed(widths[1:])):
+            self.up.append(nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"),
+                                         nn.Conv2d(coarser, width, 3, padding=1), nn.LeakyReLU(LEAKY_SLOPE)))
+            self.merge.append(_double_conv(2 * width, width))
+        self.out = nn.Conv2d(widths[0], channels, 1)
+        if zero_start:
+            zero_output_layer(self.out)
+
+    def forward(self, x: Tensor) -> Tensor:
+        height, width = x.shape[-2:]
+        inputs = x
+        if self.random_inputs:
+            noise = torch.randn(x.shape[0], self.random_inputs, height, width, device=x.device, dtype=x.dtype)
+            inputs = torch.cat([x, noise], dim=1)
+        features = reflect_pad(inputs, 0, -width % self.downsampling, 0, -height % self.downsampling)
+        skips = []
+        for block in self.down:
+            features = block(features)
+            skips.append(features)
+            features = F.avg_pool2d(features, 2)
+        features = self.bottom(features)
+        for up, merge, skip in zip(self.up, self.merge, reversed(skips)):
+            features = merge(torch.cat([up(features), skip], dim=1))
+        correction = self.out(features)[..., :height, :width]
+        return x + correction if self.residual else correction
+
+
+def _double_conv(incoming: int, width: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(incoming, width, 3, padding=1), nn.LeakyReLU(LEAKY_SLOPE),
+                         nn.Conv2d(width, width, 3, padding=1), nn.LeakyReLU(LEAKY_SLOPE))
 
 
 class Discriminator(nn.Module):

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from models.networks import Discriminator, NoiseExtractor, ResnetGenerator, reflect_pad
+from models.networks import Discriminator, NoiseExtractor, ResnetGenerator, UNet, reflect_pad
 from models.norm import BatchInstanceNorm2d
 
 ODD_SIZES = [(1, 1), (2, 3), (3, 2), (7, 9), (37, 53), (64, 64)]
@@ -151,3 +151,32 @@ def test_channels_last_input_gives_the_same_output() -> None:
     x = torch.rand(2, 3, 12, 20) * 2 - 1
     with torch.no_grad():
         torch.testing.assert_close(generator(x.contiguous(memory_format=torch.channels_last)), generator(x))
+
+
+@pytest.mark.parametrize("size", ODD_SIZES)
+def test_unet_keeps_any_input_size_and_starts_as_the_identity(size):
+    net = UNet(channels=1, base=4, depth=2)
+    x = torch.rand(2, 1, *size) * 2 - 1
+    assert torch.equal(net(x), x)
+    assert UNet(channels=1, base=4, depth=2, residual=False)(x).abs().max() == 0  # an extractor finds no noise
+
+
+def test_unet_from_random_weights_is_not_the_identity_and_depends_only_on_its_tile():
+    torch.manual_seed(0)
+    net = UNet(channels=1, base=4, depth=2, residual=False, zero_start=False).eval()
+    x = torch.rand(3, 1, 32, 32)
+    with torch.no_grad():
+        alone = net(x[:1])
+        together = net(x)[:1]
+    assert alone.abs().max() > 0
+    assert torch.allclose(alone, together, atol=1e-6)  # no normalisation: the batch does not matter
+
+
+def test_unet_with_random_inputs_varies_from_call_to_call_like_noise():
+    torch.manual_seed(0)
+    net = UNet(channels=1, base=4, depth=1, random_inputs=2, zero_start=False)
+    y = torch.zeros(1, 1, 16, 16)
+    with torch.no_grad():
+        first, second = net(y), net(y)
+    assert not torch.allclose(first, second)
+    assert net.down[0][0].in_channels == 3
