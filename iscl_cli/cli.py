@@ -103,10 +103,11 @@ def inspect(
             out.print(f"  {key:<18} {value}", markup=False)
 
 
-def parse_assignments(settings: list[str]) -> dict[str, bool | int | float]:
+def parse_assignments(settings: list[str], words: bool = False) -> dict[str, bool | int | float | str]:
     """``["gen_base=16", "sigma=0.5", "identity_start=false"]`` -> ``{"gen_base": 16, "sigma": 0.5,
-    "identity_start": False}`` (for --net and --param)."""
-    parsed: dict[str, bool | int | float] = {}
+    "identity_start": False}`` (for --net and --param); with ``words``, a value that is not a
+    number stays text (``architecture=unet``)."""
+    parsed: dict[str, bool | int | float | str] = {}
     for setting in settings:
         key, sep, value = setting.partition("=")
         if not sep:
@@ -117,7 +118,9 @@ def parse_assignments(settings: list[str]) -> dict[str, bool | int | float]:
         try:
             parsed[key.strip()] = int(value) if value.strip().lstrip("-").isdigit() else float(value)
         except ValueError:
-            raise IsclError(f"{key}: {value!r} is not a number") from None
+            if not words:
+                raise IsclError(f"{key}: {value!r} is not a number") from None
+            parsed[key.strip()] = value.strip()
     return parsed
 
 
@@ -161,7 +164,7 @@ def train(
     noisy: Annotated[list[str], typer.Option("--noisy", help="Noisy images: folders, files or globs (repeatable).")] = [],
     clean: Annotated[list[str], typer.Option("--clean", help="Clean reference images, unrelated to the noisy ones (repeatable).")] = [],
     out_dir: Annotated[Optional[str], typer.Option("--out", help="Run folder (default: ./iscl-runs/run-DATE-TIME).")] = None,
-    preset: Annotated[str, typer.Option(help="quick (CPU, minutes) or paper (the paper's settings, for a GPU).")] = "quick",
+    preset: Annotated[str, typer.Option(help="standard (the default: about half an hour on a 2-core CPU), quick (minutes; the demo's) or paper (the paper's settings, for a GPU).")] = "standard",
     steps: Annotated[Optional[int], typer.Option(help="Training iterations (default: the preset's).")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Patches per domain per iteration (default: the preset's).")] = None,
     patch_size: Annotated[Optional[int], typer.Option(help="Side of the square training patches (default: the preset's).")] = None,
@@ -197,7 +200,7 @@ def train(
     if resume is not None and ignored:
         logging.getLogger("iscl").warning("--resume continues with the run's stored settings; ignoring %s", ", ".join(ignored))
     config = make_train_config(
-        noisy, clean, preset, network=parse_assignments(net), out=out_dir, steps=steps, batch_size=batch_size,
+        noisy, clean, preset, network=parse_assignments(net, words=True), out=out_dir, steps=steps, batch_size=batch_size,
         patch_size=patch_size, lr=lr, d_lr=d_lr, beta2=beta2, device=device, seed=seed, val_noisy=val_noisy or None,
         val_clean=val_clean or None, val_every=val_every, checkpoint_every=checkpoint_every,
         preview_every=preview_every, window=parse_window(window) if window else None, per_domain=per_domain,
@@ -218,6 +221,7 @@ def denoise(
     overlap: Annotated[float, typer.Option(help="Least tile overlap: a fraction of the tile (< 1) or pixels (>= 1).")] = 64,
     blend: Annotated[str, typer.Option(help="Overlap blending window: gaussian, cosine or constant.")] = "gaussian",
     batch_size: Annotated[int, typer.Option(help="Tiles per forward pass.")] = 4,
+    symmetries: Annotated[int, typer.Option(help="Denoise each tile in this many of its 8 flips/rotations and average (1, 2, 4 or 8; 1 is 8 times faster).")] = 8,
     device: Annotated[str, typer.Option(help="auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps.")] = "auto",
     channel: ChannelOption = None,
     write_noise: Annotated[bool, typer.Option("--write-noise", help="Also write the removed noise (input - output) as <name>.noise.tif (float32).")] = False,
@@ -228,7 +232,8 @@ def denoise(
     """Denoise TIFF stacks and DICOM series with a trained model; writes the same format to -o."""
     from iscl_cli.allocator import limit_malloc_arenas
     from iscl_cli.checkpoint import load_model, resolve_model_path
-    from iscl_cli.denoise import TileOptions, plan_outputs, run_plan, tile_alignment
+    from iscl_cli.denoise import plan_outputs, run_plan
+    from iscl_cli.inference import TileOptions, tile_alignment
     from iscl_cli.devices import resolve_device
 
     setup_notes(quiet)
@@ -236,7 +241,7 @@ def denoise(
     started = time.perf_counter()
     loaded = load_model(resolve_model_path(model, Path.cwd()), resolve_device(device))
     tiles = TileOptions(tile_size=tile_size, overlap=int(overlap) if overlap >= 1 else overlap, blend=blend,
-                        batch_size=batch_size).validated(tile_alignment(loaded.model))
+                        batch_size=batch_size, symmetries=symmetries).validated(tile_alignment(loaded.model))
     plan = plan_outputs(inputs, output, overwrite=overwrite, write_noise=write_noise, channel=channel)
     show_bar = not quiet and not as_json and out.is_terminal
 

@@ -37,11 +37,16 @@ from models.iscl import ISCL, ISCLConfig, build_optimizers
 # and shallower nets, small patches and batches (it trades away capacity and receptive
 # field, see docs/training.md). "paper" is the paper's setting, for a GPU.
 PRESETS: dict[str, dict[str, Any]] = {
+    "standard": dict(steps=1500, batch_size=4, patch_size=64, lr=1e-4, d_lr=4e-4, beta2=0.99,
+                     network=dict(gen_base=16, gen_blocks=3, ext_width=16, ext_depth=8, disc_base=16, disc_layers=3)),
     "quick": dict(steps=1000, batch_size=4, patch_size=32, lr=3e-4, d_lr=1e-3, beta2=0.99,
                   network=dict(gen_base=8, gen_blocks=1, ext_width=8, ext_depth=4, disc_base=8, disc_layers=3,
                                identity_start=True, lam=3.0)),
     "paper": dict(steps=100_000, batch_size=64, patch_size=64, network=dict()),
 }
+
+
+DEFAULT_PRESET = "standard"
 
 
 @dataclass
@@ -51,7 +56,7 @@ class TrainConfig:
     noisy: list[str]
     clean: list[str]
     out: str | None = None
-    preset: str = "quick"
+    preset: str = DEFAULT_PRESET
     steps: int = 400
     batch_size: int = 8
     patch_size: int = 32
@@ -312,7 +317,7 @@ def train(config: TrainConfig | None, root: Path | None = None, resume: Path | N
     return model_path
 
 
-def make_train_config(noisy: Sequence[str], clean: Sequence[str], preset: str = "quick",
+def make_train_config(noisy: Sequence[str], clean: Sequence[str], preset: str = DEFAULT_PRESET,
                       network: dict[str, Any] | None = None, **options: Any) -> TrainConfig:
     """A validated TrainConfig from CLI-style options (None means "the preset's value")."""
     return TrainConfig.from_preset(preset, network=network, noisy=list(noisy), clean=list(clean), **options)
