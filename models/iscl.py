@@ -151,11 +151,10 @@ class ISCL(nn.Module):
         super().__init__()
         self.config = config
         if config.generator == "unet":
-            # F: a residual U-Net from the identity with identity_start, else a plain one from
-            # random weights. G, the noise synthesiser, always adds to its input: y + noise(y, z).
-            self.F = UNet(config.channels, config.gen_base, config.unet_depth, residual=config.identity_start,
-                          zero_start=config.identity_start)
-            self.G = UNet(config.channels, config.gen_base, config.unet_depth, random_inputs=config.noise_inputs)
+            # Residual U-Nets from the identity with identity_start, else plain ones from random weights.
+            start = dict(residual=config.identity_start, zero_start=config.identity_start)
+            self.F = UNet(config.channels, config.gen_base, config.unet_depth, **start)
+            self.G = UNet(config.channels, config.gen_base, config.unet_depth, random_inputs=config.noise_inputs, **start)
         else:
             generator_sizes = (config.channels, config.gen_base, config.gen_blocks, config.instance_window)
             self.F = ResnetGenerator(*generator_sizes, residual=config.identity_start)
