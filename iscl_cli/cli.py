@@ -248,8 +248,13 @@ def denoise(
     def report(job: Any) -> None:
         if job.error:
             err.print(f"error: {job.error}", markup=False)
-        elif not quiet and not as_json:
-            out.print(f"{job.volume.source} -> {job.output} ({len(job.volume)} slices, {job.seconds:.1f} s)", markup=False)
+        else:
+            if not quiet and not as_json:
+                out.print(f"{job.volume.source} -> {job.output} ({len(job.volume)} slices, {job.seconds:.1f} s, "
+                          f"removed-noise structure {job.noise_check.overall:+.2f})", markup=False)
+            warning = job.noise_check.warning(str(job.volume.source))
+            if warning:
+                err.print(f"warning: {warning}", markup=False)
 
     with Progress(TextColumn("denoising"), BarColumn(), MofNCompleteColumn(), TextColumn("slices"),
                   TimeElapsedColumn(), TimeRemainingColumn(), console=out, disable=not show_bar) as bar:

@@ -26,6 +26,7 @@ from iscl_cli.errors import IsclError
 from iscl_cli.inference import TileOptions, denoise_image
 from iscl_cli.io import open_volumes
 from iscl_cli.io.atomic import atomic_path
+from iscl_cli.noise_check import NoiseCheck, structure_score
 from iscl_cli.volume import Volume
 
 NOISE_SUFFIX = ".noise.tif"
@@ -49,12 +50,14 @@ def noise_output_path(out_dir: Path, volume: Volume) -> Path:
 
 
 def denoise_volume(volume: Volume, loaded: LoadedModel, out_path: Path, tiles: TileOptions,
-                   noise_path: Path | None = None, on_slice: Callable[[], None] | None = None) -> None:
+                   noise_path: Path | None = None, on_slice: Callable[[], None] | None = None) -> NoiseCheck:
     """Denoise every slice of ``volume`` and write them in its format to ``out_path``.
 
     With ``noise_path``, the removed noise (input - output, physical units) is also written,
-    as a float32 TIFF stack. Both outputs appear only when complete.
+    as a float32 TIFF stack. Both outputs appear only when complete. Returns the structure
+    score of each slice's removed noise (``iscl_cli.noise_check``).
     """
+    check = NoiseCheck([])
     note = f"denoised by iscl {__version__} with model {loaded.path}"
     rows, cols = volume.shape
     with ExitStack() as stack:
@@ -67,6 +70,7 @@ def denoise_volume(volume: Volume, loaded: LoadedModel, out_path: Path, tiles: T
         def denoised_slices() -> Iterator[np.ndarray]:
             for image in prefetched_slices(volume):
                 denoised = denoise_image(image, loaded.model, loaded.mapping, tiles)
+                check.per_slice.append(structure_score(image, denoised))
                 if noise_writer is not None:
                     noise_writer.write(image - denoised, contiguous=True, description=note)
                 if on_slice is not None:
@@ -74,6 +78,7 @@ def denoise_volume(volume: Volume, loaded: LoadedModel, out_path: Path, tiles: T
                 yield denoised
 
         volume.write(out_path, denoised_slices(), note)
+    return check
 
 
 @dataclass
@@ -86,6 +91,7 @@ class DenoiseJob:
     noise_output: Path | None = None
     error: str | None = None
     seconds: float = 0.0
+    noise_check: NoiseCheck | None = None
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -96,6 +102,7 @@ class DenoiseJob:
             "seconds": round(self.seconds, 3),
             "status": "failed" if self.error else "ok",
             "error": self.error,
+            "noise_check": None if self.noise_check is None else self.noise_check.summary(),
         }
 
 
@@ -157,7 +164,7 @@ def run_plan(plan: DenoisePlan, loaded: LoadedModel, out_dir: Path, tiles: TileO
         if job.error is None:
             started = time.perf_counter()
             try:
-                denoise_volume(job.volume, loaded, job.output, tiles, job.noise_output, on_slice)
+                job.noise_check = denoise_volume(job.volume, loaded, job.output, tiles, job.noise_output, on_slice)
             except IsclError as error:
                 job.error = str(error)
             except OSError as error:
