@@ -27,5 +27,9 @@ def format_card(card: dict[str, Any]) -> str:
             lines.append(f"{domain + ' data':<13}{data['slices']} slices, {data['pixels'] / 1e6:.1f} Mpixel from "
                          f"{len(data['volumes'])} volume(s): {', '.join(data['volumes'][:3])}"
                          + (" ..." if len(data["volumes"]) > 3 else ""))
+    check = provenance.get("noise_check")
+    if check:
+        lines.append(f"noise check  removed-noise structure {check['structure']:+.2f} on {len(check['per_slice'])} noisy "
+                     f"training slices ({'WARNING: above' if check['warning'] else 'below'} {check['threshold']:.2f})")
     lines.append(f"versions     iscl {provenance.get('iscl_version', '?')}, torch {provenance.get('torch_version', '?')}")
     return "\n".join(lines)

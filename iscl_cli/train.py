@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -29,9 +30,15 @@ from iscl_cli.devices import autocast_dtype, resolve_device
 from iscl_cli.errors import IsclError
 from iscl_cli.intensity import IntensityMapping, fit_intensity
 from iscl_cli.io import open_volumes
+from iscl_cli.inference import TileOptions, denoise_image
+from iscl_cli.noise_check import NoiseCheck, structure_score
 from iscl_cli.preview import save_panels
 from iscl_cli.validation import Validator
 from models.iscl import ISCL, ISCLConfig, build_optimizers
+
+LOG = logging.getLogger("iscl")
+# Noisy training slices the trained model's removed noise is checked on.
+NOISE_CHECK_SLICES = 4
 
 # Network sizes and schedule per preset. "quick" fits a 2-core CPU in minutes: narrower
 # and shallower nets, small patches and batches (it trades away capacity and receptive
@@ -313,8 +320,29 @@ def train(config: TrainConfig | None, root: Path | None = None, resume: Path | N
             if progress is not None:
                 progress(StepReport(run.step, config.steps, losses, seconds))
     model_path = run_dir / MODEL_FILE
-    save_model(model_path, run.final_model(), run.mapping, run.provenance(), export=config.export)
+    final = run.final_model()
+    check = check_removed_noise(final, run)
+    LOG.info("removed-noise structure on %d noisy training slices: %+.2f (about 0 = only noise removed; "
+             "docs/quality-control.md)", len(check.per_slice), check.overall)
+    if check.warning("the trained model") is not None:
+        LOG.warning(check.warning("the trained model"))
+    save_model(model_path, final, run.mapping, {**run.provenance(), "noise_check": check.summary()},
+               export=config.export)
     return model_path
+
+
+def check_removed_noise(model: ISCL, run: Run, slices: int = NOISE_CHECK_SLICES) -> NoiseCheck:
+    """The structure score (``iscl_cli.noise_check``) of what ``model`` removes from up to
+    ``slices`` noisy training slices, spread over the data."""
+    picks = np.linspace(0, len(run.noisy.slots) - 1, min(slices, len(run.noisy.slots))).round().astype(int)
+    tiles = TileOptions(symmetries=1)
+    check = NoiseCheck([])
+    with torch.inference_mode():
+        for pick in picks:
+            volume_index, slice_index = run.noisy.slots[pick]
+            image = run.noisy.volumes[volume_index].read_slice(slice_index)
+            check.per_slice.append(structure_score(image, denoise_image(image, model, run.mapping, tiles)))
+    return check
 
 
 def make_train_config(noisy: Sequence[str], clean: Sequence[str], preset: str = DEFAULT_PRESET,

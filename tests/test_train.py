@@ -48,6 +48,9 @@ def test_a_tiny_run_writes_model_metrics_preview_and_checkpoint(folders, tmp_pat
     loaded = load_model(model_path)
     assert loaded.card["provenance"]["steps"] == 4
     assert loaded.mapping.shared and loaded.mapping.noisy_low > 100
+    check = loaded.card["provenance"]["noise_check"]
+    assert len(check["per_slice"]) == 3 and check["threshold"] > 0  # the 3 noisy slices, each scored
+    assert -1 <= check["structure"] <= 1
 
 
 def test_the_optimisers_take_their_rates_and_beta2_from_the_config(folders, tmp_path):
