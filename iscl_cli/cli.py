@@ -1,6 +1,8 @@
 """The ``iscl`` command line: parses arguments, calls the library, prints.
 
-Every command turns an ``IsclError`` into one line on stderr and exit status 1.
+Results (the model path, output paths, ``--json``) go to stdout; progress, notes and
+errors to stderr. Every command turns an ``IsclError`` into one line on stderr and exit
+status 1; any other exception is one line too, with the traceback only under ``--debug``.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ import functools
 import json
 import logging
 import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -18,47 +21,70 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from iscl_cli import __version__
-from iscl_cli.errors import IsclError
+from iscl_cli.errors import IsclError, unexpected_error_line
+
+EXIT_STATUS = ("Exit status: 0 done; 1 a problem with an input, option or output (one 'error:' line on stderr "
+               "per problem; other inputs are still done); 2 the command line itself is wrong (a misspelt option, "
+               "a missing value); 130 interrupted (Ctrl-C).")
 
 app = typer.Typer(
     name="iscl",
     help="Unpaired denoising of TIFF stacks and DICOM series with ISCL (Lee & Jeong, IEEE TMI 2021).",
+    epilog=EXIT_STATUS,
     no_args_is_help=True,
-    add_completion=False,
+    rich_markup_mode=None,  # plain help: rich's shows flags as taking a <bool> value
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
+LOG = logging.getLogger("iscl")
 
 
 class StderrNotes(logging.Handler):
-    """Prints the library's notes (``logging.getLogger("iscl")``) as ``note: ...`` lines on stderr."""
+    """Prints the library's notes (``logging.getLogger("iscl")``) as ``note: ...`` lines on
+    stderr; under ``--debug`` also the traceback a note carries."""
 
     def emit(self, record: logging.LogRecord) -> None:
         err.print(f"note: {record.getMessage()}", markup=False)
+        if record.exc_info and LOG.isEnabledFor(logging.DEBUG):
+            err.print("".join(traceback.format_exception(*record.exc_info)).rstrip(), markup=False)
 
 
-def setup_notes(quiet: bool = False) -> None:
-    logger = logging.getLogger("iscl")
-    logger.handlers = [StderrNotes()]
-    logger.setLevel(logging.WARNING if quiet else logging.INFO)
-    logger.propagate = False
+def setup_notes(debug: bool = False) -> None:
+    """Notes to stderr; ``--debug`` adds debug notes and tracebacks."""
+    LOG.handlers = [StderrNotes()]
+    LOG.setLevel(logging.DEBUG if debug else logging.INFO)
+    LOG.propagate = False
+
+
+def quiet_notes(quiet: bool) -> None:
+    """``--quiet`` hides the informational notes (not under ``--debug``)."""
+    if quiet and not LOG.isEnabledFor(logging.DEBUG):
+        LOG.setLevel(logging.WARNING)
 
 
 def reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn IsclError into ``error: ...`` and exit 1; Ctrl-C into exit 130; never a traceback."""
+    """Turn IsclError into ``error: ...`` and exit 1; Ctrl-C into exit 130; never a traceback
+    unless ``--debug`` asks for one."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
+        except typer.Exit:
+            raise
         except IsclError as error:
             err.print(f"error: {error}", markup=False)
             raise typer.Exit(1) from None
-        except KeyboardInterrupt:
-            err.print("interrupted: nothing half-written was left behind", markup=False)
+        except KeyboardInterrupt as interrupt:
+            err.print(f"interrupted: {interrupt or 'nothing half-written was left behind'}", markup=False)
             raise typer.Exit(130) from None
+        except Exception as error:  # a bug in iscl: still one line, and the traceback on request
+            if LOG.isEnabledFor(logging.DEBUG):
+                err.print(traceback.format_exc().rstrip(), markup=False)
+            err.print(f"error: {unexpected_error_line(error)}", markup=False)
+            raise typer.Exit(1) from None
 
     return wrapper
 
@@ -73,15 +99,18 @@ def version_callback(value: bool) -> None:
 def main(
     version: Annotated[Optional[bool], typer.Option("--version", callback=version_callback, is_eager=True,
                                                     help="Print the version and exit.")] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Print debug notes, and the Python traceback of an "
+                                                        "unexpected error (for a bug report).")] = False,
 ) -> None:
     """Unpaired denoising of TIFF stacks and DICOM series with ISCL."""
+    setup_notes(debug)
 
 
 ChannelOption = Annotated[Optional[int], typer.Option(
     "--channel", help="For multi-channel/RGB data: the channel (0-based) to use; required when there is more than one.")]
 
 
-@app.command()
+@app.command(epilog=EXIT_STATUS)
 @reports_errors
 def inspect(
     paths: Annotated[list[str], typer.Argument(help="TIFF files, DICOM files or folders, or glob patterns.")],
@@ -92,7 +121,6 @@ def inspect(
     from iscl_cli.inspect import describe_volume
     from iscl_cli.io import open_volumes
 
-    setup_notes()
     descriptions = [describe_volume(volume) for volume in open_volumes(paths, channel=channel)]
     if as_json:
         out.print(json.dumps(descriptions, indent=2, default=str), markup=False)
@@ -125,7 +153,7 @@ def parse_assignments(settings: list[str], words: bool = False) -> dict[str, boo
 
 
 class TrainProgress:
-    """A rich bar on a terminal; plain periodic lines otherwise; nothing with ``--quiet``."""
+    """On stderr: a rich bar on a terminal, plain periodic lines otherwise; nothing with ``--quiet``."""
 
     def __init__(self, quiet: bool, every: int) -> None:
         self.quiet, self.every = quiet, every
@@ -133,10 +161,11 @@ class TrainProgress:
         self.task = None
 
     def __enter__(self) -> TrainProgress:
-        if not self.quiet and out.is_terminal:
+        if not self.quiet and err.is_terminal:
             self.bar = Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(),
                                 TextColumn("{task.fields[losses]}"), TextColumn("{task.fields[rate]}"),
-                                TimeElapsedColumn(), TimeRemainingColumn(), console=out)
+                                TimeElapsedColumn(), TimeRemainingColumn(), console=err,
+                                redirect_stdout=out.is_terminal)
             self.bar.__enter__()
         return self
 
@@ -155,10 +184,10 @@ class TrainProgress:
                                               losses=brief, rate=rate)
             self.bar.update(self.task, completed=report.step, losses=brief, rate=rate)
         elif not self.quiet and (report.step % self.every == 0 or report.step == report.total):
-            out.print(f"step {report.step}/{report.total}  {brief}  lr {losses.get('lr', 0):.2e}  {rate}", markup=False)
+            err.print(f"step {report.step}/{report.total}  {brief}  lr {losses.get('lr', 0):.2e}  {rate}", markup=False)
 
 
-@app.command()
+@app.command(epilog=EXIT_STATUS)
 @reports_errors
 def train(
     noisy: Annotated[list[str], typer.Option("--noisy", help="Noisy images: folders, files or globs (repeatable).")] = [],
@@ -190,7 +219,7 @@ def train(
     from iscl_cli.intensity import parse_window
     from iscl_cli.train import make_train_config, train as run_training
 
-    setup_notes(quiet)
+    quiet_notes(quiet)
     if resume is None and (not noisy or not clean):
         raise IsclError("give both --noisy and --clean (or --resume RUN_FOLDER)")
     ignored = [name for name, value in (("--noisy", noisy), ("--clean", clean), ("--out", out_dir), ("--steps", steps),
@@ -211,7 +240,7 @@ def train(
     out.print(str(model_path), markup=False)
 
 
-@app.command()
+@app.command(epilog=EXIT_STATUS)
 @reports_errors
 def denoise(
     inputs: Annotated[list[str], typer.Argument(help="TIFF files, DICOM files or folders, or globs.")],
@@ -226,7 +255,7 @@ def denoise(
     channel: ChannelOption = None,
     write_noise: Annotated[bool, typer.Option("--write-noise", help="Also write the removed noise (input - output) as <name>.noise.tif (float32).")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace outputs that already exist.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress, only errors.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no notes; the results and errors still appear.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON summary on stdout.")] = False,
 ) -> None:
     """Denoise TIFF stacks and DICOM series with a trained model; writes the same format to -o."""
@@ -236,20 +265,20 @@ def denoise(
     from iscl_cli.inference import TileOptions, tile_alignment
     from iscl_cli.devices import resolve_device
 
-    setup_notes(quiet)
+    quiet_notes(quiet)
     limit_malloc_arenas()  # before the slice-reading thread starts: keeps the peak flat over long stacks
     started = time.perf_counter()
     loaded = load_model(resolve_model_path(model, Path.cwd()), resolve_device(device))
     tiles = TileOptions(tile_size=tile_size, overlap=int(overlap) if overlap >= 1 else overlap, blend=blend,
                         batch_size=batch_size, symmetries=symmetries).validated(tile_alignment(loaded.model))
     plan = plan_outputs(inputs, output, overwrite=overwrite, write_noise=write_noise, channel=channel)
-    show_bar = not quiet and not as_json and out.is_terminal
+    show_bar = not quiet and err.is_terminal
 
     def report(job: Any) -> None:
         if job.error:
             err.print(f"error: {job.error}", markup=False)
         else:
-            if not quiet and not as_json:
+            if not as_json:
                 out.print(f"{job.volume.source} -> {job.output} ({len(job.volume)} slices, {job.seconds:.1f} s, "
                           f"removed-noise structure {job.noise_check.overall:+.2f})", markup=False)
             warning = job.noise_check.warning(str(job.volume.source))
@@ -257,7 +286,8 @@ def denoise(
                 err.print(f"warning: {warning}", markup=False)
 
     with Progress(TextColumn("denoising"), BarColumn(), MofNCompleteColumn(), TextColumn("slices"),
-                  TimeElapsedColumn(), TimeRemainingColumn(), console=out, disable=not show_bar) as bar:
+                  TimeElapsedColumn(), TimeRemainingColumn(), console=err, disable=not show_bar,
+                  redirect_stdout=out.is_terminal) as bar:  # results piped to a file stay out of the bar
         task = bar.add_task("slices", total=plan.total_slices)
         jobs = run_plan(plan, loaded, output, tiles, on_slice=lambda: bar.advance(task), on_job=report)
     failed = [job for job in jobs if job.error]
@@ -273,7 +303,7 @@ def denoise(
         raise typer.Exit(1)
 
 
-@app.command()
+@app.command(epilog=EXIT_STATUS)
 @reports_errors
 def info(
     model: Annotated[Path, typer.Argument(help="A model file (model.pt).")],
@@ -287,7 +317,7 @@ def info(
     out.print(json.dumps(card, indent=2, default=str) if as_json else format_card(card), markup=False)
 
 
-@app.command()
+@app.command(epilog=EXIT_STATUS)
 @reports_errors
 def simulate(
     noise: Annotated[str, typer.Argument(help="Noise model (see `iscl simulate --list`).")] = "",
@@ -311,7 +341,7 @@ def simulate(
     out.print(str(output_path), markup=False)
 
 
-@app.command()
+@app.command(epilog=EXIT_STATUS)
 @reports_errors
 def demo(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for the example data, run and results.")] = Path("iscl-demo"),
@@ -322,7 +352,6 @@ def demo(
     """Make an unpaired example, train on it, denoise a held-out stack, print PSNR/SSIM, save a preview."""
     from iscl_cli.demo import run_demo
 
-    setup_notes()
     result = run_demo(out_dir, full=full, device=device, seed=seed, say=lambda line: out.print(line, markup=False))
     out.print(f"preview: {result['preview']}", markup=False)
 

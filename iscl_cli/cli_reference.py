@@ -31,8 +31,11 @@ def render() -> str:
     """The whole reference as Markdown."""
     group = typer.main.get_command(app)
     lines = ["# CLI reference", "", "Generated from the code by `python -m iscl_cli.cli_reference`; "
-             "`iscl COMMAND --help` prints the same.", "", f"{group.help}", "",
-             "`iscl --version` prints the version.", ""]
+             "`iscl COMMAND --help` prints the same.", "", f"{group.help}", "", group.epilog, "",
+             "Options before the command (`iscl --debug denoise ...`):", "", "| option | meaning |", "|---|---|"]
+    lines += [f"| {' / '.join(f'`{name}`' for name in option.opts)} | {option.help} |"
+              for option in group.params if isinstance(option, TyperOption) and option.name != "help"]
+    lines.append("")
     for name, command in sorted(group.commands.items()):
         arguments = [p for p in command.params if isinstance(p, TyperArgument)]
         usage = " ".join([f"iscl {name}", "[OPTIONS]", *map(argument_name, arguments)])

@@ -8,6 +8,7 @@ others go on.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -22,13 +23,14 @@ import torch
 
 from iscl_cli import __version__
 from iscl_cli.checkpoint import LoadedModel
-from iscl_cli.errors import IsclError
+from iscl_cli.errors import IsclError, unexpected_error_line
 from iscl_cli.inference import TileOptions, denoise_image
 from iscl_cli.io import open_volumes
 from iscl_cli.io.atomic import atomic_path
 from iscl_cli.noise_check import NoiseCheck, structure_score
 from iscl_cli.volume import Volume
 
+LOG = logging.getLogger("iscl")
 NOISE_SUFFIX = ".noise.tif"
 BIGTIFF_BYTES = 2**32 - 2**25  # classic TIFF offsets are 32-bit; leave room for tags
 
@@ -50,11 +52,13 @@ def noise_output_path(out_dir: Path, volume: Volume) -> Path:
 
 
 def denoise_volume(volume: Volume, loaded: LoadedModel, out_path: Path, tiles: TileOptions,
-                   noise_path: Path | None = None, on_slice: Callable[[], None] | None = None) -> NoiseCheck:
+                   noise_path: Path | None = None, on_slice: Callable[[], None] | None = None,
+                   overwrite: bool = False) -> NoiseCheck:
     """Denoise every slice of ``volume`` and write them in its format to ``out_path``.
 
     With ``noise_path``, the removed noise (input - output, physical units) is also written,
-    as a float32 TIFF stack. Both outputs appear only when complete. Returns the structure
+    as a float32 TIFF stack. Both outputs appear only when complete, and replace existing
+    files only with ``overwrite`` (see ``Volume.write``). Returns the structure
     score of each slice's removed noise (``iscl_cli.noise_check``).
     """
     check = NoiseCheck([])
@@ -63,7 +67,7 @@ def denoise_volume(volume: Volume, loaded: LoadedModel, out_path: Path, tiles: T
     with ExitStack() as stack:
         noise_writer = None
         if noise_path is not None:
-            temporary = stack.enter_context(atomic_path(noise_path))
+            temporary = stack.enter_context(atomic_path(noise_path, replace=overwrite))
             big = len(volume) * rows * cols * 4 > BIGTIFF_BYTES
             noise_writer = stack.enter_context(tifffile.TiffWriter(temporary, bigtiff=big))
 
@@ -77,7 +81,7 @@ def denoise_volume(volume: Volume, loaded: LoadedModel, out_path: Path, tiles: T
                     on_slice()
                 yield denoised
 
-        volume.write(out_path, denoised_slices(), note)
+        volume.write(out_path, denoised_slices(), note, overwrite=overwrite)
     return check
 
 
@@ -108,9 +112,11 @@ class DenoiseJob:
 
 @dataclass
 class DenoisePlan:
-    """Every input opened and given an output path, before any work starts."""
+    """Every input opened and given an output path, before any work starts; ``overwrite``:
+    outputs may replace existing files."""
 
     jobs: list[DenoiseJob] = field(default_factory=list)
+    overwrite: bool = False
 
     @property
     def total_slices(self) -> int:
@@ -124,7 +130,7 @@ def plan_outputs(specs: Sequence[str], out_dir: Path, overwrite: bool = False, w
     An output is refused when it exists (unless ``overwrite``), when two inputs would write
     the same output, or when it is one of the inputs.
     """
-    plan = DenoisePlan()
+    plan = DenoisePlan(overwrite=overwrite)
     for spec in specs:
         try:
             volumes = open_volumes([spec], channel=channel)
@@ -164,11 +170,15 @@ def run_plan(plan: DenoisePlan, loaded: LoadedModel, out_dir: Path, tiles: TileO
         if job.error is None:
             started = time.perf_counter()
             try:
-                job.noise_check = denoise_volume(job.volume, loaded, job.output, tiles, job.noise_output, on_slice)
+                job.noise_check = denoise_volume(job.volume, loaded, job.output, tiles, job.noise_output, on_slice,
+                                                 overwrite=plan.overwrite)
             except IsclError as error:
                 job.error = str(error)
             except OSError as error:
                 job.error = f"{job.output}: cannot write ({error.strerror or error})"
+            except Exception as error:  # a bug: fail this input only, the others go on
+                job.error = f"{job.volume.source}: {unexpected_error_line(error)}"
+                LOG.debug("%s: the traceback", job.volume.source, exc_info=True)
             job.seconds = time.perf_counter() - started
         if on_job is not None:
             on_job(job)

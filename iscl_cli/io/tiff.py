@@ -51,6 +51,9 @@ BIGTIFF_THRESHOLD = 2**32 - 2**25
 IMAGEJ_COUNTS = ("ImageJ", "images", "channels", "slices", "frames", "hyperstack")
 """ImageJ description entries that tifffile recomputes from the shape when writing."""
 
+IMAGEJ_TAG_ENTRIES = ("Info", "Labels", "Ranges", "LUTs", "Plot", "ROI", "Overlays", "Properties")
+"""ImageJ metadata that tifffile stores in the UTF-16 IJMetadata tag; the rest goes to the ASCII description."""
+
 
 @dataclass(frozen=True)
 class SliceLayout:
@@ -227,12 +230,12 @@ class TiffVolume(Volume):
             "unit": unit,
         }
 
-    def write(self, out_path: Path, slices: Iterable[np.ndarray], note: str) -> None:
+    def write(self, out_path: Path, slices: Iterable[np.ndarray], note: str, overwrite: bool = False) -> None:
         out_path = Path(out_path)
         ensure_not_input(out_path, self.source)
         meta, layout = self._meta, self._layout
         pages = self._stored_pages(slices)
-        with atomic_path(out_path) as temporary:
+        with atomic_path(out_path, replace=overwrite) as temporary:
             with tifffile.TiffWriter(
                 temporary,
                 bigtiff=self._output_is_bigtiff(),
@@ -433,18 +436,21 @@ def _flavour_arguments(meta: TiffMetadata, layout: SliceLayout, note: str) -> di
     """The ``TiffWriter.write`` arguments that carry the flavour's own metadata and the note."""
     if meta.kind == "imagej":
         return {"metadata": _imagej_for_output(meta.imagej, layout, note)}
+    # tifffile writes a str description as 7-bit ASCII; bytes go in as they are, and
+    # OME-XML (PhysicalSizeXUnit="µm") and most plain descriptions are UTF-8.
     if meta.kind == "ome":
-        return {"metadata": None, "description": _ome_for_output(meta.ome_xml, layout, note)}
+        return {"metadata": None, "description": _ome_for_output(meta.ome_xml, layout, note).encode("utf-8")}
     shaped = {key: value for key, value in meta.shaped.items() if key != "shape"}
     shaped.update(axes=layout.output_axes, iscl=note)
-    description = None if meta.kind == "shaped" else meta.description or None
+    description = None if meta.kind == "shaped" or not meta.description else meta.description.encode("utf-8")
     return {"metadata": shaped, "description": description}
 
 
 def _imagej_for_output(imagej: dict[str, Any], layout: SliceLayout, note: str) -> dict[str, Any]:
     """ImageJ metadata for the output: counts recomputed by tifffile, the note added to 'Info',
     per-channel entries narrowed to the chosen channel."""
-    metadata = {key: value for key, value in imagej.items() if key not in IMAGEJ_COUNTS}
+    metadata = {key: _imagej_ascii(value) if key not in IMAGEJ_TAG_ENTRIES else value
+                for key, value in imagej.items() if key not in IMAGEJ_COUNTS}
     metadata["axes"] = layout.output_axes
     metadata["Info"] = f"{metadata['Info']}\n{note}" if metadata.get("Info") else note
     if layout.channel_axis is None:
@@ -459,6 +465,14 @@ def _imagej_for_output(imagej: dict[str, Any], layout: SliceLayout, note: str) -
     if labels is not None and len(labels) == int(np.prod(layout.leading_shape)):
         metadata["Labels"] = [labels[number] for number in layout.kept_blocks()]
     return metadata
+
+
+def _imagej_ascii(value: Any) -> Any:
+    """A text entry of the ImageJ description with non-ASCII characters written as ImageJ
+    does (``unit=\\u00B5m`` for µm); other values as they are."""
+    if not isinstance(value, str):
+        return value
+    return "".join(character if ord(character) < 128 else f"\\u{ord(character):04X}" for character in value)
 
 
 def _ome_for_output(ome_xml: str, layout: SliceLayout, note: str) -> str:

@@ -1,0 +1,99 @@
+"""The CLI in shell pipelines and in a person's hands (issue 15): what goes to stdout and
+stderr, how arguments are taken, what help and errors say."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+from tests.tiny import TINY_NETWORK, tiny_model_file
+
+TINY_NET_OPTIONS = [f"--net={name}={value}" for name, value in TINY_NETWORK.items()]
+TINY_TRAINING = ["--batch-size", "2", "--patch-size", "16", "--device", "cpu", *TINY_NET_OPTIONS]
+
+
+def write_stack(path: Path, slices: int = 2, seed: int = 0, shape: tuple[int, int] = (40, 40)) -> Path:
+    """A small uint16 ZYX stack of random values."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    values = np.random.default_rng(seed).integers(100, 4000, size=(slices, *shape)).astype(np.uint16)
+    tifffile.imwrite(path, values, imagej=True, metadata={"axes": "ZYX"})
+    return path
+
+
+@pytest.fixture
+def unpaired(tmp_path):
+    """``raw/`` with two noisy stacks and ``ref/`` with two clean ones."""
+    for index in range(2):
+        write_stack(tmp_path / "raw" / f"n{index}.tif", seed=index)
+        write_stack(tmp_path / "ref" / f"c{index}.tif", seed=10 + index)
+    return tmp_path
+
+
+def test_train_prints_only_the_model_path_on_stdout(run_cli, unpaired):
+    result = run_cli("train", "--noisy", unpaired / "raw", "--clean", unpaired / "ref", "--steps", "3",
+                     "--out", unpaired / "run", *TINY_TRAINING)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == [str(unpaired / "run" / "model.pt")]
+    assert "step 3/3" in result.stderr
+
+
+def test_denoise_prints_outputs_on_stdout_and_progress_on_stderr(run_cli, tmp_path):
+    model = tiny_model_file(tmp_path / "model.pt")
+    stack = write_stack(tmp_path / "in" / "a.tif")
+    result = run_cli("denoise", stack, "-o", tmp_path / "out", "--model", model)
+    assert result.exit_code == 0, result.output
+    (line,) = result.stdout.splitlines()
+    assert line.startswith(f"{stack} -> {tmp_path / 'out' / 'a.tif'}")
+    quiet = run_cli("denoise", stack, "-o", tmp_path / "out2", "--model", model, "--quiet", "--json")
+    assert json.loads(quiet.stdout)["jobs"][0]["status"] == "ok"
+
+
+OME_WITH_MICRONS = (
+    '<?xml version="1.0" encoding="UTF-8"?><OME xmlns="http://www.openmicroscopy.org/Schemas/OME/2016-06">'
+    '<Image ID="Image:0"><Pixels ID="Pixels:0" DimensionOrder="XYCZT" Type="uint16" SizeX="40" SizeY="40" '
+    'SizeC="1" SizeZ="2" SizeT="1" PhysicalSizeX="0.5" PhysicalSizeXUnit="µm" PhysicalSizeY="0.5" '
+    'PhysicalSizeYUnit="µm"><Channel ID="Channel:0:0" SamplesPerPixel="1"/><TiffData/></Pixels></Image></OME>'
+)
+
+
+def test_utf8_metadata_is_written_back_and_does_not_stop_the_batch(run_cli, tmp_path):
+    model = tiny_model_file(tmp_path / "model.pt")
+    stack = np.full((2, 40, 40), 500, np.uint16)
+    (tmp_path / "in").mkdir()
+    tifffile.imwrite(tmp_path / "in" / "ome.ome.tif", stack, description=OME_WITH_MICRONS.encode(), metadata=None)
+    tifffile.imwrite(tmp_path / "in" / "plain.tif", stack, description="Probe 5 µm, Zürich".encode(), metadata=None)
+    imagej = "ImageJ=1.54f\nimages=2\nslices=2\nunit=µm\n"
+    tifffile.imwrite(tmp_path / "in" / "imagej.tif", stack, description=imagej.encode(), metadata=None)
+    result = run_cli("denoise", tmp_path / "in", "-o", tmp_path / "out", "--model", model)
+    assert result.exit_code == 0, result.output
+    with tifffile.TiffFile(tmp_path / "out" / "ome.ome.tif") as tif:
+        assert 'PhysicalSizeXUnit="µm"' in tif.ome_metadata
+    with tifffile.TiffFile(tmp_path / "out" / "plain.tif") as tif:
+        assert tif.pages[0].description == "Probe 5 µm, Zürich"
+    with tifffile.TiffFile(tmp_path / "out" / "imagej.tif") as tif:
+        assert tif.imagej_metadata["unit"] == "\\u00B5m"  # how ImageJ itself writes µm
+
+
+def test_an_unexpected_error_fails_one_input_in_one_line(run_cli, tmp_path, monkeypatch):
+    import iscl_cli.denoise
+
+    model = tiny_model_file(tmp_path / "model.pt")
+    for name in ("a.tif", "b.tif"):
+        write_stack(tmp_path / "in" / name)
+    real = iscl_cli.denoise.denoise_volume
+
+    def broken_for_a(volume, *args, **kwargs):
+        if volume.name == "a.tif":
+            raise ValueError("something iscl did not expect")
+        return real(volume, *args, **kwargs)
+
+    monkeypatch.setattr(iscl_cli.denoise, "denoise_volume", broken_for_a)
+    result = run_cli("denoise", tmp_path / "in", "-o", tmp_path / "out", "--model", model)
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    assert f"error: {tmp_path / 'in' / 'a.tif'}: unexpected ValueError: something iscl did not expect" in result.stderr
+    assert (tmp_path / "out" / "b.tif").is_file()
+    debug = run_cli("--debug", "denoise", tmp_path / "in", "-o", tmp_path / "out2", "--model", model)
+    assert "Traceback" in debug.stderr and "broken_for_a" in debug.stderr
