@@ -44,13 +44,15 @@ class Volume(ABC):
         """What ``iscl inspect`` prints, except the value range (see ``value_range``)."""
 
     @abstractmethod
-    def write(self, out_path: Path, slices: Iterable[np.ndarray], note: str) -> None:
+    def write(self, out_path: Path, slices: Iterable[np.ndarray], note: str, overwrite: bool = False) -> None:
         """Write ``slices`` (float32, physical units, one per input slice, in order) in this
         volume's format, dtype, geometry and metadata to ``out_path``.
 
         Consumes ``slices`` lazily (one slice in memory at a time). Atomic: everything goes
         to a temporary name next to ``out_path`` and is renamed at the end; on any error the
-        temporary output is removed and nothing appears under ``out_path``. ``note`` (e.g.
+        temporary output is removed and nothing appears under ``out_path``. What is at
+        ``out_path`` when the rename comes (it may have appeared meanwhile) is replaced only
+        with ``overwrite``; otherwise it is kept and an IsclError raised. ``note`` (e.g.
         ``"denoised by iscl 0.1.0, model run-20261128-1200/model.pt"``) is recorded in the
         output (TIFF description, DICOM DerivationDescription).
         """

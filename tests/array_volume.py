@@ -34,5 +34,5 @@ class ArrayVolume(Volume):
     def info(self) -> dict[str, Any]:
         return {"format": self.format, "path": str(self.source), "slices": len(self), "shape": self.shape}
 
-    def write(self, out_path: Path, slices: Iterable[np.ndarray], note: str) -> None:
+    def write(self, out_path: Path, slices: Iterable[np.ndarray], note: str, overwrite: bool = False) -> None:
         self.written[out_path] = np.stack(list(slices))

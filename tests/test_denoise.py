@@ -40,7 +40,7 @@ def test_volume_is_streamed_slice_by_slice_with_noise_output(loaded, tmp_path):
 
 def test_a_failing_write_leaves_no_noise_file(loaded, tmp_path):
     class BrokenVolume(ArrayVolume):
-        def write(self, out_path, slices, note):
+        def write(self, out_path, slices, note, overwrite=False):
             next(iter(slices))
             raise IsclError("disk full", out_path)
 
@@ -85,6 +85,26 @@ def test_run_plan_goes_on_after_a_failure(loaded, tmp_path):
     assert jobs[1].error is None
     result = tifffile.imread(tmp_path / "out" / "good.tif")
     assert result.shape == data.shape and result.dtype == np.uint16
+
+
+def test_an_output_that_appears_after_planning_is_not_replaced(loaded, tmp_path):
+    write_tiff(tmp_path / "vol.tif")
+    plan = plan_outputs([str(tmp_path / "vol.tif")], tmp_path / "out", write_noise=True)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "vol.tif").write_bytes(b"another process's result")
+    (job,) = run_plan(plan, loaded, tmp_path / "out", TileOptions(symmetries=1))
+    assert "out/vol.tif: appeared while this output was being written" in job.error
+    assert (tmp_path / "out" / "vol.tif").read_bytes() == b"another process's result"
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["vol.tif"]
+
+
+def test_overwrite_replaces_an_output_that_appeared_after_planning(loaded, tmp_path):
+    data = write_tiff(tmp_path / "vol.tif")
+    plan = plan_outputs([str(tmp_path / "vol.tif")], tmp_path / "out", overwrite=True)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "vol.tif").write_bytes(b"old")
+    (job,) = run_plan(plan, loaded, tmp_path / "out", TileOptions(symmetries=1))
+    assert job.error is None and tifffile.imread(tmp_path / "out" / "vol.tif").shape == data.shape
 
 
 @pytest.mark.parametrize("options, message", [

@@ -277,12 +277,15 @@ def test_writing_twice_gives_two_distinct_series_and_leaves_the_input_alone(tmp_
     assert [path.read_bytes() for path in paths] == before
 
 
-def test_writing_again_replaces_the_previous_output_folder(tmp_path):
+def test_writing_again_replaces_the_previous_output_folder_only_with_overwrite(tmp_path):
     paths = ct_series(tmp_path / "in", 2)
     volume = open_series(*paths)
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "stale.dcm").write_text("from an earlier run")
-    volume.write(tmp_path / "out", volume.slices(), NOTE)
+    with pytest.raises(IsclError, match="pass --overwrite"):
+        volume.write(tmp_path / "out", volume.slices(), NOTE)
+    assert [path.name for path in (tmp_path / "out").iterdir()] == ["stale.dcm"]
+    volume.write(tmp_path / "out", volume.slices(), NOTE, overwrite=True)
     assert sorted(path.name for path in (tmp_path / "out").iterdir()) == sorted(path.name for path in paths)
     assert [path.name for path in tmp_path.iterdir() if path.name.startswith(".")] == []
 

@@ -218,13 +218,13 @@ class DicomSeries(Volume):
             },
         }
 
-    def write(self, out_path: Path, slices: Iterable[np.ndarray], note: str) -> None:
+    def write(self, out_path: Path, slices: Iterable[np.ndarray], note: str, overwrite: bool = False) -> None:
         """Write a derived series: a folder ``out_path`` with one file per input file (same names)."""
         out_path = Path(out_path)
         ensure_not_input(out_path, self.source)
         series_uid = pydicom.uid.generate_uid()
         names = _output_names([file.path for file in self._files])
-        with atomic_path(out_path) as folder:
+        with atomic_path(out_path, replace=overwrite) as folder:
             folder.mkdir()
             with _quiet_pydicom():
                 outputs = [
