@@ -115,20 +115,27 @@ ChannelOption = Annotated[Optional[int], typer.Option(
 def inspect(
     paths: Annotated[list[str], typer.Argument(help="TIFF files, DICOM files or folders, or glob patterns.")],
     channel: ChannelOption = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON list instead of text.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON list instead of text (an input that "
+                                                         "cannot be read is an entry with path and error).")] = False,
 ) -> None:
-    """Show what iscl reads from each input: format, series, slices, shape, dtype, value range, spacing."""
-    from iscl_cli.inspect import describe_volume
-    from iscl_cli.io import open_volumes
+    """Show what iscl reads from each input: format, series, slices, shape, dtype, value range, spacing.
 
-    descriptions = [describe_volume(volume) for volume in open_volumes(paths, channel=channel)]
+    Every file is reported; problems are 'error:' lines on stderr, and the exit status is then 1."""
+    from iscl_cli.inspect import describe_inputs
+
+    descriptions, problems = describe_inputs(paths, channel=channel)
     if as_json:
-        out.print(json.dumps(descriptions, indent=2, default=str), markup=False)
-        return
-    for description in descriptions:
-        out.print(f"[bold]{description.pop('path')}[/bold]")
-        for key, value in description.items():
-            out.print(f"  {key:<18} {value}", markup=False)
+        failures = [{"path": problem.path, "error": str(problem)} for problem in problems]
+        out.print(json.dumps(descriptions + failures, indent=2, default=str), markup=False)
+    else:
+        for description in descriptions:
+            out.print(f"[bold]{description.pop('path')}[/bold]")
+            for key, value in description.items():
+                out.print(f"  {key:<18} {value}", markup=False)
+    for problem in problems:
+        err.print(f"error: {problem}", markup=False)
+    if problems:
+        raise typer.Exit(1)
 
 
 def parse_assignments(settings: list[str], words: bool = False) -> dict[str, bool | int | float | str]:

@@ -87,7 +87,8 @@ def denoise_volume(volume: Volume, loaded: LoadedModel, out_path: Path, tiles: T
 
 @dataclass
 class DenoiseJob:
-    """One input and where its output goes; ``error`` is set when it failed."""
+    """One input volume (or an input that could not be opened, ``spec``) and where its
+    output goes; ``error`` is set when it failed."""
 
     spec: str
     volume: Volume | None = None
@@ -125,19 +126,20 @@ class DenoisePlan:
 
 def plan_outputs(specs: Sequence[str], out_dir: Path, overwrite: bool = False, write_noise: bool = False,
                  channel: int | None = None) -> DenoisePlan:
-    """Open each input and decide its output path; problems are recorded per input, not raised.
+    """Open the inputs and decide each volume's output path; problems are recorded per
+    file or volume, not raised.
 
-    An output is refused when it exists (unless ``overwrite``), when two inputs would write
-    the same output, or when it is one of the inputs.
+    All inputs are opened together, so DICOM files of one series form one volume (and one
+    derived series) however they were named. An output is refused when it exists (unless
+    ``overwrite``), when two inputs would write the same output, or when it is one of the inputs.
     """
     plan = DenoisePlan(overwrite=overwrite)
-    for spec in specs:
-        try:
-            volumes = open_volumes([spec], channel=channel)
-        except IsclError as error:
-            plan.jobs.append(DenoiseJob(spec, error=str(error)))
-            continue
-        plan.jobs.extend(DenoiseJob(spec, volume=volume) for volume in volumes)
+
+    def record_failure(error: IsclError) -> None:
+        plan.jobs.append(DenoiseJob(error.path or str(error), error=str(error)))
+
+    volumes = open_volumes(specs, channel=channel, on_error=record_failure)
+    plan.jobs.extend(DenoiseJob(str(volume.source), volume=volume) for volume in volumes)
     inputs = {job.volume.source.resolve() for job in plan.jobs if job.volume is not None}
     taken: dict[Path, str] = {}
     for job in plan.jobs:

@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 import tifffile
 
@@ -97,3 +98,35 @@ def test_an_unexpected_error_fails_one_input_in_one_line(run_cli, tmp_path, monk
     assert (tmp_path / "out" / "b.tif").is_file()
     debug = run_cli("--debug", "denoise", tmp_path / "in", "-o", tmp_path / "out2", "--model", model)
     assert "Traceback" in debug.stderr and "broken_for_a" in debug.stderr
+
+
+def test_dicom_files_named_one_by_one_form_one_derived_series(run_cli, tmp_path):
+    from tests.io_samples import ct_series
+
+    model = tiny_model_file(tmp_path / "model.pt")
+    files = ct_series(tmp_path / "ct", 4)
+    described = json.loads(run_cli("inspect", *files, "--json").stdout)
+    assert [entry["n_slices"] for entry in described] == [4]
+    result = run_cli("denoise", *files, "-o", tmp_path / "out", "--model", model, "--json")
+    assert result.exit_code == 0, result.output
+    (job,) = json.loads(result.stdout)["jobs"]
+    assert job["slices"] == 4 and job["output"] == str(tmp_path / "out" / "ct")
+    outputs = sorted((tmp_path / "out" / "ct").iterdir())
+    assert len(outputs) == 4
+    assert len({pydicom.dcmread(path).SeriesInstanceUID for path in outputs}) == 1
+
+
+def test_inspect_reports_every_file_then_fails(run_cli, tmp_path):
+    write_stack(tmp_path / "bad" / "good.tif")
+    (tmp_path / "bad" / "broken.tif").write_bytes(b"II*\x00garbage")
+    (tmp_path / "bad" / "cut.tif").write_bytes((tmp_path / "bad" / "good.tif").read_bytes()[:600])
+    result = run_cli("inspect", tmp_path / "bad", tmp_path / "missing")
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    assert str(tmp_path / "bad" / "good.tif") in result.stdout
+    errors = result.stderr.splitlines()
+    assert len(errors) == 3 and all(line.startswith("error: ") for line in errors)
+    for name in ("broken.tif", "cut.tif", "missing"):
+        assert any(name in line for line in errors)
+    entries = json.loads(run_cli("inspect", tmp_path / "bad", "--json").stdout)
+    assert sorted(Path(entry["path"]).name for entry in entries if "error" in entry) == ["broken.tif", "cut.tif"]

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 import tifffile
@@ -64,13 +66,16 @@ def test_plan_refuses_existing_duplicate_and_input_outputs(tmp_path):
     write_tiff(tmp_path / "other.tif")
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "other.tif").write_bytes(b"old")
+    write_tiff(tmp_path / "other.noise.tif")
     specs = [str(tmp_path / "a" / "scan.tif"), str(tmp_path / "b" / "scan.tif"), str(tmp_path / "other.tif"),
-             str(tmp_path / "missing.tif")]
-    errors = [job.error for job in plan_outputs(specs, tmp_path / "out").jobs]
-    assert errors[0] is None
-    assert "would also be written" in errors[1]
-    assert "exists; pass --overwrite" in errors[2]
-    assert "missing.tif" in errors[3]
+             str(tmp_path / "other.noise.tif"), str(tmp_path / "missing.tif")]
+    jobs = {Path(job.spec).relative_to(tmp_path).as_posix(): job
+            for job in plan_outputs(specs, tmp_path / "out", write_noise=True).jobs}
+    # Inputs are opened together, so same-named files get numbered outputs (with a note).
+    assert jobs["a/scan.tif"].error is None and jobs["b/scan.tif"].output.name == "scan_2.tif"
+    assert "exists; pass --overwrite" in jobs["other.tif"].error
+    assert "would also be written" in jobs["other.noise.tif"].error
+    assert "missing.tif" in jobs["missing.tif"].error
     onto_input = plan_outputs([str(tmp_path / "other.tif")], tmp_path).jobs[0].error
     assert "is an input" in onto_input
     assert plan_outputs([str(tmp_path / "other.tif")], tmp_path / "out", overwrite=True).jobs[0].error is None

@@ -12,7 +12,7 @@ import glob
 import itertools
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,7 +37,11 @@ class Candidate:
     named: bool
 
 
-def open_volumes(specs: Sequence[str | Path], channel: int | None = None) -> list[Volume]:
+ErrorReport = Callable[[IsclError], None]
+
+
+def open_volumes(specs: Sequence[str | Path], channel: int | None = None,
+                 on_error: ErrorReport | None = None) -> list[Volume]:
     """Open every image volume that ``specs`` (files, folders searched recursively, glob
     patterns with ``**``) point to: TIFF volumes in the order found, then one DICOM
     series per SeriesInstanceUID in the order of their first file.
@@ -45,29 +49,48 @@ def open_volumes(specs: Sequence[str | Path], channel: int | None = None) -> lis
     ``channel`` picks one channel of multi-channel or RGB data (grey data ignore it).
     Files inside folders that are not images (and non-image DICOM files) are skipped with
     a note; a named file that is not an image, a missing path, a pattern matching nothing,
-    a folder without images, and any damaged image raise IsclError.
+    a folder without images, and any damaged image raise IsclError; with ``on_error``, each
+    such problem (one per file, path or series) is passed to it instead, and everything
+    else is still opened.
     """
+
+    def report(error: IsclError) -> None:
+        if on_error is None:
+            raise error
+        on_error(error)
+
     tiffs: list[Volume] = []
     series: dict[str, list[tuple[DicomFile, Candidate]]] = {}
     is_image: dict[Path, bool] = {}  # every file looked at so far (named twice, opened once)
     for spec in specs:
-        images_found = 0
+        images_found = failed = 0
         skipped: list[Path] = []
-        for candidate in _candidates(spec):
+        try:
+            candidates = _candidates(spec)
+        except IsclError as error:
+            report(error)
+            continue
+        for candidate in candidates:
             resolved = candidate.path.resolve()
             if resolved not in is_image:
-                image = _open_candidate(candidate, channel, skipped)
+                try:
+                    image = _open_candidate(candidate, channel, skipped)
+                except IsclError as error:
+                    report(error)
+                    failed += 1
+                    image = None
                 if isinstance(image, DicomFile):
                     series.setdefault(image.series_uid, []).append((image, candidate))
                 elif image is not None:
                     tiffs.append(image)
                 is_image[resolved] = image is not None
             images_found += is_image[resolved]
-        if not images_found:
-            raise IsclError(f"no TIFF or DICOM images found here{_skipped_summary(skipped, ' (skipped: ', ')')}", spec)
+        if not images_found and not failed:
+            report(IsclError(f"no TIFF or DICOM images found here{_skipped_summary(skipped, ' (skipped: ', ')')}",
+                             spec))
         if skipped:
             LOG.warning("%s: skipped files that are not TIFF or DICOM: %s", spec, _skipped_summary(skipped))
-    return _with_unique_names(tiffs + _series_volumes(series, channel))
+    return _with_unique_names(tiffs + _series_volumes(series, channel, report))
 
 
 def _candidates(spec: str | Path) -> list[Candidate]:
@@ -145,8 +168,10 @@ def _skipped_summary(skipped: list[Path], before: str = "", after: str = "") -> 
     return f"{before}{shown}{more}{after}"
 
 
-def _series_volumes(series: dict[str, list[tuple[DicomFile, Candidate]]], channel: int | None) -> list[Volume]:
-    """One DicomSeries per SeriesInstanceUID, named after where its files lie."""
+def _series_volumes(series: dict[str, list[tuple[DicomFile, Candidate]]], channel: int | None,
+                    report: ErrorReport) -> list[Volume]:
+    """One DicomSeries per SeriesInstanceUID, named after where its files lie; a series
+    that cannot be read goes to ``report``."""
     names = {uid: _series_name(group) for uid, group in series.items()}
     volumes: list[Volume] = []
     for uid, group in series.items():
@@ -155,7 +180,10 @@ def _series_volumes(series: dict[str, list[tuple[DicomFile, Candidate]]], channe
         number = files[0].header.get("SeriesNumber")
         if list(names.values()).count(name) > 1 and number is not None:
             name = f"{name}_series{number}"  # several series in one folder: tell them apart by number
-        volumes.append(DicomSeries(files, source=_common_folder(group), name=name, channel=channel))
+        try:
+            volumes.append(DicomSeries(files, source=_common_folder(group), name=name, channel=channel))
+        except IsclError as error:
+            report(error)
     return volumes
 
 
