@@ -102,8 +102,19 @@ def load_model(path: Path, device: torch.device | str = "cpu") -> LoadedModel:
 
 
 def read_model_card(path: Path) -> dict[str, Any]:
-    """The description of a model file that ``iscl info`` prints (read through ``load_model``, so it is checked)."""
-    return load_model(path).card
+    """The description of a model file (or a run folder's) that ``iscl info`` prints (read
+    through ``load_model``, so it is checked)."""
+    return load_model(model_file(path)).card
+
+
+def model_file(path: Path) -> Path:
+    """``path`` itself, or the model file of a run folder."""
+    if not path.is_dir():
+        return path
+    if not (path / MODEL_FILE).is_file():
+        raise IsclError(f"this run folder holds no {MODEL_FILE} (has its training finished? "
+                        f"`iscl train --resume {path}` finishes it)", path)
+    return path / MODEL_FILE
 
 
 def newest_model(root: Path) -> Path | None:
@@ -113,9 +124,10 @@ def newest_model(root: Path) -> Path | None:
 
 
 def resolve_model_path(model: Path | None, root: Path) -> Path:
-    """``--model`` if given, else the newest trained model under ``root``; says which on stderr."""
+    """``--model`` (a model file or a run folder) if given, else the newest trained model
+    under ``root``; says which on stderr."""
     if model is not None:
-        return model
+        return model_file(model)
     found = newest_model(root)
     if found is None:
         raise IsclError(f"no model given and none found under {root / RUNS_DIR}/; "

@@ -219,6 +219,7 @@ def train(
     per_domain: Annotated[bool, typer.Option("--per-domain", help="Fit a separate intensity range to each domain (for different contrasts; see docs/training.md).")] = False,
     net: Annotated[list[str], typer.Option("--net", help="Override a network size, NAME=VALUE (e.g. --net gen_base=24); repeatable.")] = [],
     export: Annotated[bool, typer.Option("--export", help="Save only F and H in the model file (inference only, smaller).")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the training run already in --out (its model, checkpoint, metrics and previews).")] = False,
     channel: ChannelOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors and the model path.")] = False,
 ) -> None:
@@ -232,7 +233,7 @@ def train(
     ignored = [name for name, value in (("--noisy", noisy), ("--clean", clean), ("--out", out_dir), ("--steps", steps),
                ("--batch-size", batch_size), ("--patch-size", patch_size), ("--lr", lr), ("--d-lr", d_lr),
                ("--beta2", beta2), ("--net", net),
-               ("--window", window), ("--channel", channel)) if value]
+               ("--window", window), ("--channel", channel), ("--overwrite", overwrite)) if value]
     if resume is not None and ignored:
         logging.getLogger("iscl").warning("--resume continues with the run's stored settings; ignoring %s", ", ".join(ignored))
     config = make_train_config(
@@ -243,7 +244,7 @@ def train(
         export=export, channel=channel,
     ) if resume is None else None
     with TrainProgress(quiet, every=10) as progress:
-        model_path = run_training(config, resume=resume, progress=progress)
+        model_path = run_training(config, resume=resume, progress=progress, overwrite=overwrite)
     out.print(str(model_path), markup=False)
 
 
@@ -252,7 +253,7 @@ def train(
 def denoise(
     inputs: Annotated[list[str], typer.Argument(help="TIFF files, DICOM files or folders, or globs.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Output folder (created if needed).")],
-    model: Annotated[Optional[Path], typer.Option(help="Model file (default: newest ./iscl-runs/*/model.pt).")] = None,
+    model: Annotated[Optional[Path], typer.Option(help="Model file or run folder (default: newest ./iscl-runs/*/model.pt).")] = None,
     tile_size: Annotated[int, typer.Option(help="Largest tile side in pixels (tiles are balanced to fit the slice).")] = 512,
     overlap: Annotated[float, typer.Option(help="Least tile overlap: a fraction of the tile (< 1) or pixels (>= 1).")] = 64,
     blend: Annotated[str, typer.Option(help="Overlap blending window: gaussian, cosine or constant.")] = "gaussian",
@@ -313,15 +314,28 @@ def denoise(
 @app.command(epilog=EXIT_STATUS)
 @reports_errors
 def info(
-    model: Annotated[Path, typer.Argument(help="A model file (model.pt).")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print the card as JSON.")] = False,
+    models: Annotated[list[Path], typer.Argument(help="Model files (model.pt) or run folders.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the card as a JSON object (a list of them for "
+                                                         "several models).")] = False,
 ) -> None:
     """Print a model file's card: architecture, training data, steps, intensity mapping, versions."""
     from iscl_cli.checkpoint import read_model_card
     from iscl_cli.model_card import format_card
 
-    card = read_model_card(model)
-    out.print(json.dumps(card, indent=2, default=str) if as_json else format_card(card), markup=False)
+    cards, problems = [], []
+    for model in models:
+        try:
+            cards.append(read_model_card(model))
+        except IsclError as error:
+            problems.append(error)
+    if as_json and cards:
+        out.print(json.dumps(cards if len(models) > 1 else cards[0], indent=2, default=str), markup=False)
+    elif cards:
+        out.print("\n\n".join(map(format_card, cards)), markup=False)
+    for problem in problems:
+        err.print(f"error: {problem}", markup=False)
+    if problems:
+        raise typer.Exit(1)
 
 
 @app.command(epilog=EXIT_STATUS)

@@ -130,3 +130,20 @@ def test_inspect_reports_every_file_then_fails(run_cli, tmp_path):
         assert any(name in line for line in errors)
     entries = json.loads(run_cli("inspect", tmp_path / "bad", "--json").stdout)
     assert sorted(Path(entry["path"]).name for entry in entries if "error" in entry) == ["broken.tif", "cut.tif"]
+
+
+def test_model_and_info_take_run_folders_and_several_models(run_cli, tmp_path):
+    for name in ("run-1", "run-2"):
+        (tmp_path / "iscl-runs" / name).mkdir(parents=True)
+        tiny_model_file(tmp_path / "iscl-runs" / name / "model.pt")
+    stack = write_stack(tmp_path / "a.tif")
+    result = run_cli("denoise", stack, "-o", tmp_path / "out", "--model", tmp_path / "iscl-runs" / "run-1")
+    assert result.exit_code == 0, result.output
+    runs = sorted((tmp_path / "iscl-runs").glob("run-*/model.pt"))
+    cards = json.loads(run_cli("info", *runs, "--json").stdout)
+    assert [card["path"] for card in cards] == [str(path) for path in runs]
+    assert run_cli("info", tmp_path / "iscl-runs" / "run-2").stdout.startswith("model ")
+    (tmp_path / "unfinished").mkdir()
+    result = run_cli("info", runs[0], tmp_path / "unfinished")
+    assert result.exit_code == 1 and "run-1" in result.stdout
+    assert "unfinished: this run folder holds no model.pt" in result.stderr
