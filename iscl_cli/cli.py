@@ -12,11 +12,12 @@ import json
 import logging
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
+from typer.core import TyperCommand
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -194,11 +195,42 @@ class TrainProgress:
             err.print(f"step {report.step}/{report.total}  {brief}  lr {losses.get('lr', 0):.2e}  {rate}", markup=False)
 
 
-@app.command(epilog=EXIT_STATUS)
+def spread_option_values(args: list[str], options: Sequence[str]) -> list[str]:
+    """``--noisy a b c --clean d e`` -> ``--noisy a --noisy b --noisy c --clean d --clean e``
+    for ``options``: what the shell makes of ``--noisy raw/*.tif`` becomes what iscl reads."""
+    spread: list[str] = []
+    current: str | None = None
+    awaiting_value = False
+    for index, arg in enumerate(args):
+        if arg == "--":
+            return spread + args[index:]
+        if arg.startswith("-"):
+            name, has_value, _ = arg.partition("=")
+            current = name if name in options else None
+            awaiting_value = current is not None and not has_value
+            spread.append(arg)
+        elif current is not None and not awaiting_value:
+            spread += [current, arg]
+        else:
+            spread.append(arg)
+            awaiting_value = False
+    return spread
+
+
+class SpreadListOptions(TyperCommand):
+    """A command whose file-list options take every value up to the next option."""
+
+    list_options = ("--noisy", "--clean", "--val-noisy", "--val-clean")
+
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, spread_option_values(args, self.list_options))
+
+
+@app.command(cls=SpreadListOptions, epilog=EXIT_STATUS)
 @reports_errors
 def train(
-    noisy: Annotated[list[str], typer.Option("--noisy", help="Noisy images: folders, files or globs (repeatable).")] = [],
-    clean: Annotated[list[str], typer.Option("--clean", help="Clean reference images, unrelated to the noisy ones (repeatable).")] = [],
+    noisy: Annotated[list[str], typer.Option("--noisy", help="Noisy images: folders, files or globs; takes every path up to the next option (--noisy raw/*.tif).")] = [],
+    clean: Annotated[list[str], typer.Option("--clean", help="Clean reference images, unrelated to the noisy ones; every path up to the next option.")] = [],
     out_dir: Annotated[Optional[str], typer.Option("--out", help="Run folder (default: ./iscl-runs/run-DATE-TIME).")] = None,
     preset: Annotated[str, typer.Option(help="standard (the default: about half an hour on a 2-core CPU), quick (minutes; the demo's) or paper (the paper's settings, for a GPU).")] = "standard",
     steps: Annotated[Optional[int], typer.Option(help="Training iterations (default: the preset's).")] = None,

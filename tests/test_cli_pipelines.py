@@ -147,3 +147,22 @@ def test_model_and_info_take_run_folders_and_several_models(run_cli, tmp_path):
     result = run_cli("info", runs[0], tmp_path / "unfinished")
     assert result.exit_code == 1 and "run-1" in result.stdout
     assert "unfinished: this run folder holds no model.pt" in result.stderr
+
+
+def test_train_takes_the_files_a_shell_glob_expands_into(run_cli, unpaired):
+    noisy = sorted((unpaired / "raw").glob("*.tif"))
+    clean = sorted((unpaired / "ref").glob("*.tif"))
+    result = run_cli("train", "--noisy", *noisy, "--clean", *clean, "--steps", "1", "--out", unpaired / "run",
+                     *TINY_TRAINING)
+    assert result.exit_code == 0, result.output
+    config = json.loads((unpaired / "run" / "config.json").read_text())
+    assert config["noisy"] == [str(path) for path in noisy] and config["clean"] == [str(path) for path in clean]
+
+
+def test_spreading_list_options_leaves_other_options_alone():
+    from iscl_cli.cli import spread_option_values
+
+    args = ["--noisy", "a", "b", "--window", "-1000,1000", "--clean=c", "d", "--quiet", "--steps", "3", "--", "-x"]
+    assert spread_option_values(args, ["--noisy", "--clean"]) == [
+        "--noisy", "a", "--noisy", "b", "--window", "-1000,1000", "--clean=c", "--clean", "d", "--quiet",
+        "--steps", "3", "--", "-x"]
