@@ -9,12 +9,12 @@ in the checkpoint.
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ import torch
 from torch.optim.swa_utils import AveragedModel
 
 from iscl_cli import __version__
-from iscl_cli.checkpoint import CHECKPOINT_FILE, MODEL_FILE, RUNS_DIR, load_trusted_dict, save_atomic, save_model
+from iscl_cli.checkpoint import CHECKPOINT_FILE, MODEL_FILE, load_trusted_dict, save_atomic, save_model
 from iscl_cli.data import PatchSampler
 from iscl_cli.devices import autocast_dtype, resolve_device
 from iscl_cli.errors import IsclError
@@ -33,6 +33,7 @@ from iscl_cli.io import open_volumes
 from iscl_cli.inference import TileOptions, denoise_image
 from iscl_cli.noise_check import NoiseCheck, structure_score
 from iscl_cli.preview import save_panels
+from iscl_cli.run_folder import PREVIEWS_DIR, RunFolder
 from iscl_cli.validation import Validator
 from models.iscl import ISCL, ISCLConfig, build_optimizers
 
@@ -155,21 +156,14 @@ class StepReport:
 ProgressCallback = Callable[[StepReport], None]
 
 
-def new_run_dir(out: str | None, root: Path) -> Path:
-    """``--out`` if given, else ``./iscl-runs/run-YYYYMMDD-HHMMSS`` (the default ``denoise`` looks in)."""
-    if out is not None:
-        run_dir = Path(out)
-    else:
-        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        run_dir = root / RUNS_DIR / f"run-{stamp}"
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as error:
-        raise IsclError(f"cannot write the run folder ({error.strerror})", run_dir) from None
-    return run_dir
+def with_absolute_paths(config: TrainConfig) -> TrainConfig:
+    """``config`` with its data paths (files, folders, patterns) made absolute, so that
+    ``--resume`` finds the data from any working directory."""
+    def absolute(specs: list[str]) -> list[str]:
+        return [os.path.abspath(spec) for spec in specs]
+
+    return replace(config, noisy=absolute(config.noisy), clean=absolute(config.clean),
+                   val_noisy=absolute(config.val_noisy), val_clean=absolute(config.val_clean))
 
 
 class Run:
@@ -276,34 +270,39 @@ def write_preview(run: Run, path: Path, count: int = 4) -> None:
 
 
 def train(config: TrainConfig | None, root: Path | None = None, resume: Path | None = None,
-          progress: ProgressCallback | None = None) -> Path:
+          progress: ProgressCallback | None = None, overwrite: bool = False) -> Path:
     """Train a model from the unpaired folders in ``config``; returns the model file's path.
 
-    With ``resume`` (a run folder or its checkpoint file) the run continues from its last
-    checkpoint with the configuration stored there, drawing the same patches it would have
-    drawn had it never stopped.
+    The run gets a folder of its own (``iscl_cli.run_folder``); ``overwrite`` lets it
+    replace the run in ``config.out``. With ``resume`` (a run folder or its checkpoint
+    file) the run continues from its last checkpoint with the configuration stored there,
+    drawing the same patches it would have drawn had it never stopped.
     """
-    root = root or Path.cwd()
     if resume is not None:
         checkpoint_path = resume / CHECKPOINT_FILE if resume.is_dir() else resume
         state = load_trusted_dict(checkpoint_path, "training checkpoint")
         if state.get("format") != "iscl-checkpoint":
             raise IsclError("not an iscl training checkpoint", checkpoint_path)
-        config = TrainConfig.from_dict(state["config"])
-        run_dir = checkpoint_path.parent
-        run = Run(config, mapping=IntensityMapping.from_dict(state["intensity"]))
-        run.load_state_dict(state)
-        keep_metrics_until(run_dir / "metrics.jsonl", run.step)
-    elif config is None:
+        with RunFolder.claim_existing(checkpoint_path.parent) as folder:
+            run = Run(TrainConfig.from_dict(state["config"]), mapping=IntensityMapping.from_dict(state["intensity"]))
+            run.load_state_dict(state)
+            folder.keep_metrics_until(run.step)
+            return train_run(run, folder, progress)
+    if config is None:
         raise IsclError("nothing to train: give a configuration or a run to resume")
-    else:
-        config = config.validated()
-        run_dir = new_run_dir(config.out, root)
-        run = Run(config)
-        (run_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
+    config = with_absolute_paths(config.validated())
+    with RunFolder.claim_new(config.out, root or Path.cwd(), overwrite) as folder:
+        with folder.discarded_on_failure():
+            run = Run(config)
+            folder.write_config(config.to_dict())
+        return train_run(run, folder, progress)
+
+
+def train_run(run: Run, folder: RunFolder, progress: ProgressCallback | None = None) -> Path:
+    """The training loop of a set-up run in its claimed folder, then the model file; returns its path."""
+    config, run_dir = run.config, folder.path
     validator = Validator(config.val_noisy, config.val_clean, run.mapping, channel=config.channel) if config.val_noisy else None
-    metrics_path = run_dir / "metrics.jsonl"
-    with metrics_path.open("a") as metrics:
+    with folder.metrics() as metrics:
         while run.step < config.steps:
             started = time.perf_counter()
             losses = run.train_step()
@@ -311,10 +310,9 @@ def train(config: TrainConfig | None, root: Path | None = None, resume: Path | N
             record: dict[str, Any] = {"step": run.step, **losses, "seconds": seconds}
             if validator is not None and (run.step % config.val_every == 0 or run.step == config.steps):
                 record.update(validator.evaluate(run.model))
-            metrics.write(json.dumps(record) + "\n")
-            metrics.flush()
+            metrics.append(record)
             if run.step % config.preview_every == 0 or run.step == config.steps:
-                write_preview(run, run_dir / "previews" / f"step-{run.step:06d}.png")
+                write_preview(run, run_dir / PREVIEWS_DIR / f"step-{run.step:06d}.png")
             if run.step % config.checkpoint_every == 0 or run.step == config.steps:
                 save_atomic(run.state_dict(), run_dir / CHECKPOINT_FILE)
             if progress is not None:

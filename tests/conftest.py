@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import logging
+import subprocess
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -21,3 +24,34 @@ def run_cli():
         return result
 
     return invoke
+
+
+class SmallDisk:
+    """A 1 MiB file system at ``path`` that a test can fill up."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def fill(self) -> None:
+        """Write zeros into ``filler`` until the file system is full."""
+        with (self.path / "filler").open("wb", buffering=0) as stream:
+            try:
+                while True:
+                    stream.write(bytes(4096))
+            except OSError as error:
+                assert error.errno == errno.ENOSPC
+
+    def files(self) -> list[str]:
+        """Everything on it but the filler, hidden names included."""
+        return sorted(str(p.relative_to(self.path)) for p in self.path.rglob("*") if p.name != "filler")
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """An empty 1 MiB tmpfs, for full-disk tests (mounting needs root; skipped otherwise)."""
+    folder = tmp_path / "disk"
+    folder.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    yield SmallDisk(folder)
+    subprocess.run(["umount", "--lazy", str(folder)], check=True)

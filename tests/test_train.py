@@ -1,4 +1,6 @@
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -102,6 +104,74 @@ def test_unknown_preset_and_network_setting():
         TrainConfig.from_preset("fast", noisy=[], clean=[])
     with pytest.raises(IsclError, match="unknown network setting"):
         make_train_config(["raw"], ["ref"], network={"depth": 3})
+
+
+def test_a_second_run_into_the_same_out_keeps_the_first(folders, tmp_path):
+    train(tiny_config(folders, tmp_path / "k8"))
+    first = {name: (tmp_path / "k8" / name).read_bytes() for name in ("model.pt", "checkpoint.pt", "metrics.jsonl")}
+    with pytest.raises(IsclError, match="k8: already holds a training run"):
+        train(tiny_config(folders, tmp_path / "k8", seed=1))
+    assert {name: (tmp_path / "k8" / name).read_bytes() for name in first} == first
+    train(tiny_config(folders, tmp_path / "k8", seed=1), overwrite=True)
+    steps = [json.loads(line)["step"] for line in (tmp_path / "k8" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]
+    assert (tmp_path / "k8" / "model.pt").read_bytes() != first["model.pt"]
+
+
+def stop_at(step):
+    def progress(report):
+        if report.step == step:
+            raise KeyboardInterrupt
+    return progress
+
+
+def test_resume_works_from_another_directory_and_after_a_torn_metrics_line(tmp_path, monkeypatch):
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "ref").mkdir()
+    write_stack(tmp_path / "raw" / "a.tif", 1)
+    write_stack(tmp_path / "ref" / "b.tif", 2)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_config(("raw", "ref"), "run"), progress=stop_at(3))
+    with (tmp_path / "run" / "metrics.jsonl").open("a") as metrics:
+        metrics.write('{"step": 4, "d_tot')  # what a power loss leaves
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    train(None, resume=tmp_path / "run")
+    steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["noisy"] == [str(tmp_path / "raw")]
+
+
+def test_a_full_disk_during_a_checkpoint_is_one_line_and_leaves_the_last_checkpoint(folders, small_disk):
+    config = tiny_config(folders, small_disk.path / "run", steps=6, preview_every=1000)
+    with pytest.raises(IsclError, match="checkpoint.pt: no space left on device"):
+        train(config, progress=lambda report: small_disk.fill() if report.step == 3 else None)
+    assert small_disk.files() == ["run", "run/checkpoint.pt", "run/config.json", "run/metrics.jsonl"]
+    assert load_trusted_dict(small_disk.path / "run" / "checkpoint.pt", "checkpoint")["step"] == 2
+
+
+def test_a_full_disk_while_creating_the_run_folder_leaves_nothing(folders, small_disk):
+    small_disk.fill()
+    with pytest.raises(IsclError, match="no space left on device"):
+        train(tiny_config(folders, small_disk.path / "run"))
+    assert small_disk.files() == []
+
+
+@pytest.mark.slow
+def test_two_concurrent_trainings_into_one_out_one_is_refused(folders, tmp_path):
+    noisy, clean = folders
+    network = [part for name, value in TINY_NETWORK.items() for part in ("--net", f"{name}={value}")]
+    command = [sys.executable, "-m", "iscl_cli", "train", "--noisy", noisy, "--clean", clean, "--out", tmp_path / "run",
+               "--preset", "quick", "--steps", "30", "--batch-size", "2", "--patch-size", "16", "--device", "cpu",
+               "--quiet", *network]
+    runs = [subprocess.Popen([str(part) for part in command] + ["--seed", str(seed)], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True) for seed in (0, 1)]
+    outcomes = sorted((run.wait(timeout=300), run.stderr.read()) for run in runs)
+    assert [code for code, _ in outcomes] == [0, 1], outcomes
+    assert "is in use by another iscl train process" in outcomes[1][1] or "already holds a training run" in outcomes[1][1]
+    steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 31))
 
 
 def test_unwritable_out_is_refused_before_training(folders, tmp_path):
