@@ -23,6 +23,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from iscl_cli import __version__
 from iscl_cli.errors import IsclError, unexpected_error_line
+from iscl_cli.inference import TileOptions
+from iscl_cli.tiling import BLEND_MODES
 
 EXIT_STATUS = ("Exit status: 0 done; 1 a problem with an input, option or output (one 'error:' line on stderr "
                "per problem; other inputs are still done); 2 the command line itself is wrong (a misspelt option, "
@@ -109,6 +111,15 @@ def main(
 
 ChannelOption = Annotated[Optional[int], typer.Option(
     "--channel", help="For multi-channel/RGB data: the channel (0-based) to use; required when there is more than one.")]
+DeviceOption = Annotated[str, typer.Option(help="auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps.")]
+ThreadsOption = Annotated[Optional[int], typer.Option(
+    help="CPU threads for torch (default: torch's, one per core); on a machine that other jobs keep busy, "
+         "fewer run faster (see docs/install.md).", show_default=False)]
+
+DEFAULT_TILES = TileOptions()
+# The default overlap as a fraction of the default tile, so that it follows --tile-size.
+DEFAULT_OVERLAP = DEFAULT_TILES.overlap if isinstance(DEFAULT_TILES.overlap, float) \
+    else DEFAULT_TILES.overlap / DEFAULT_TILES.tile_size
 
 
 @app.command(epilog=EXIT_STATUS)
@@ -239,7 +250,8 @@ def train(
     lr: Annotated[Optional[float], typer.Option(help="Initial learning rate of F, G and H (RAdam; decays to 1e-7). Default: the preset's (quick 3e-4, paper 1e-4).")] = None,
     d_lr: Annotated[Optional[float], typer.Option("--d-lr", help="The discriminators' initial learning rate (default: the preset's; quick 1e-3, paper --lr).")] = None,
     beta2: Annotated[Optional[float], typer.Option(help="RAdam's beta2; lower values shorten its built-in warm-up (default: the preset's; quick 0.99, paper 0.999).")] = None,
-    device: Annotated[str, typer.Option(help="auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps.")] = "auto",
+    device: DeviceOption = "auto",
+    threads: ThreadsOption = None,
     seed: Annotated[int, typer.Option(help="Random seed: same seed and data, same run.")] = 0,
     resume: Annotated[Optional[Path], typer.Option(help="Continue a run from its folder (or checkpoint.pt).")] = None,
     val_noisy: Annotated[list[str], typer.Option("--val-noisy", help="Paired validation: noisy images (with --val-clean).")] = [],
@@ -257,9 +269,11 @@ def train(
 ) -> None:
     """Learn a denoiser from a folder of noisy scans and an unrelated folder of clean references."""
     from iscl_cli.intensity import parse_window
+    from iscl_cli.devices import use_threads
     from iscl_cli.train import make_train_config, train as run_training
 
     quiet_notes(quiet)
+    use_threads(threads)
     if resume is None and (not noisy or not clean):
         raise IsclError("give both --noisy and --clean (or --resume RUN_FOLDER)")
     ignored = [name for name, value in (("--noisy", noisy), ("--clean", clean), ("--out", out_dir), ("--steps", steps),
@@ -286,15 +300,17 @@ def denoise(
     inputs: Annotated[list[str], typer.Argument(help="TIFF files, DICOM files or folders, or globs.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Output folder (created if needed).")],
     model: Annotated[Optional[Path], typer.Option(help="Model file or run folder (default: newest ./iscl-runs/*/model.pt).")] = None,
-    tile_size: Annotated[int, typer.Option(help="Largest tile side in pixels (tiles are balanced to fit the slice).")] = 512,
-    overlap: Annotated[float, typer.Option(help="Least tile overlap: a fraction of the tile (< 1) or pixels (>= 1).")] = 64,
-    blend: Annotated[str, typer.Option(help="Overlap blending window: gaussian, cosine or constant.")] = "gaussian",
-    batch_size: Annotated[int, typer.Option(help="Tiles per forward pass.")] = 4,
-    symmetries: Annotated[int, typer.Option(help="Denoise each tile in this many of its 8 flips/rotations and average (1, 2, 4 or 8; 1 is 8 times faster).")] = 8,
-    device: Annotated[str, typer.Option(help="auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps.")] = "auto",
+    tile_size: Annotated[int, typer.Option(help="Largest tile side in pixels (tiles are balanced to fit the slice).")] = DEFAULT_TILES.tile_size,
+    overlap: Annotated[float, typer.Option(help="Least tile overlap: a fraction of the tile (< 1) or pixels (>= 1).")] = DEFAULT_OVERLAP,
+    blend: Annotated[str, typer.Option(help=f"Overlap blending window: {', '.join(BLEND_MODES)}.")] = DEFAULT_TILES.blend,
+    batch_size: Annotated[int, typer.Option(help="Tiles per forward pass.")] = DEFAULT_TILES.batch_size,
+    symmetries: Annotated[int, typer.Option(help="Denoise each tile in this many of its 8 flips/rotations and average (1, 2, 4 or 8; 1 is 8 times faster).")] = DEFAULT_TILES.symmetries,
+    device: DeviceOption = "auto",
+    threads: ThreadsOption = None,
     channel: ChannelOption = None,
     write_noise: Annotated[bool, typer.Option("--write-noise", help="Also write the removed noise (input - output) as <name>.noise.tif (float32).")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace outputs that already exist.")] = False,
+    skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Leave inputs whose outputs exist alone (a re-run after a failure does only what is missing).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no notes; the results and errors still appear.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON summary on stdout.")] = False,
 ) -> None:
@@ -302,21 +318,27 @@ def denoise(
     from iscl_cli.allocator import limit_malloc_arenas
     from iscl_cli.checkpoint import load_model, resolve_model_path
     from iscl_cli.denoise import plan_outputs, run_plan
-    from iscl_cli.inference import TileOptions, tile_alignment
-    from iscl_cli.devices import resolve_device
+    from iscl_cli.inference import tile_alignment
+    from iscl_cli.devices import resolve_device, use_threads
 
     quiet_notes(quiet)
+    if overwrite and skip_existing:
+        raise IsclError("--overwrite and --skip-existing contradict each other; choose one")
+    use_threads(threads)
     limit_malloc_arenas()  # before the slice-reading thread starts: keeps the peak flat over long stacks
     started = time.perf_counter()
     loaded = load_model(resolve_model_path(model, Path.cwd()), resolve_device(device))
     tiles = TileOptions(tile_size=tile_size, overlap=int(overlap) if overlap >= 1 else overlap, blend=blend,
                         batch_size=batch_size, symmetries=symmetries).validated(tile_alignment(loaded.model))
-    plan = plan_outputs(inputs, output, overwrite=overwrite, write_noise=write_noise, channel=channel)
+    plan = plan_outputs(inputs, output, overwrite=overwrite, write_noise=write_noise, channel=channel,
+                        skip_existing=skip_existing)
     show_bar = not quiet and err.is_terminal
 
     def report(job: Any) -> None:
         if job.error:
             err.print(f"error: {job.error}", markup=False)
+        elif job.skipped:
+            err.print(f"note: {job.volume.source}: skipped, {job.output} exists (--skip-existing)", markup=False)
         else:
             if not as_json:
                 out.print(f"{job.volume.source} -> {job.output} ({len(job.volume)} slices, {job.seconds:.1f} s, "
@@ -333,7 +355,7 @@ def denoise(
     failed = [job for job in jobs if job.error]
     if as_json:
         summary = {"model": str(loaded.path), "jobs": [job.summary() for job in jobs],
-                   "slices": sum(job.summary()["slices"] for job in jobs if not job.error),
+                   "slices": sum(len(job.volume) for job in jobs if job.done),
                    "failed": len(failed), "seconds": round(time.perf_counter() - started, 3)}
         out.print(json.dumps(summary, indent=2), markup=False)
     if failed and len(jobs) > 1:
@@ -399,12 +421,15 @@ def simulate(
 def demo(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for the example data, run and results.")] = Path("iscl-demo"),
     full: Annotated[bool, typer.Option("--full", help="A longer, better run: 48 images per domain, 4000 steps (about 10 minutes on a 2-core CPU).")] = False,
-    device: Annotated[str, typer.Option(help="auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps.")] = "auto",
+    device: DeviceOption = "auto",
+    threads: ThreadsOption = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
 ) -> None:
     """Make an unpaired example, train on it, denoise a held-out stack, print PSNR/SSIM, save a preview."""
     from iscl_cli.demo import run_demo
+    from iscl_cli.devices import use_threads
 
+    use_threads(threads)
     result = run_demo(out_dir, full=full, device=device, seed=seed, say=lambda line: out.print(line, markup=False))
     out.print(f"preview: {result['preview']}", markup=False)
 

@@ -88,7 +88,8 @@ def denoise_volume(volume: Volume, loaded: LoadedModel, out_path: Path, tiles: T
 @dataclass
 class DenoiseJob:
     """One input volume (or an input that could not be opened, ``spec``) and where its
-    output goes; ``error`` is set when it failed."""
+    output goes; ``error`` is set when it failed, ``skipped`` when its outputs existed
+    and ``--skip-existing`` left it alone."""
 
     spec: str
     volume: Volume | None = None
@@ -97,6 +98,12 @@ class DenoiseJob:
     error: str | None = None
     seconds: float = 0.0
     noise_check: NoiseCheck | None = None
+    skipped: bool = False
+
+    @property
+    def done(self) -> bool:
+        """Denoised in this run (or, before ``run_plan``, still to be)."""
+        return self.error is None and not self.skipped
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -105,7 +112,7 @@ class DenoiseJob:
             "noise_output": None if self.noise_output is None else str(self.noise_output),
             "slices": 0 if self.volume is None else len(self.volume),
             "seconds": round(self.seconds, 3),
-            "status": "failed" if self.error else "ok",
+            "status": "failed" if self.error else "skipped" if self.skipped else "ok",
             "error": self.error,
             "noise_check": None if self.noise_check is None else self.noise_check.summary(),
         }
@@ -121,17 +128,18 @@ class DenoisePlan:
 
     @property
     def total_slices(self) -> int:
-        return sum(len(job.volume) for job in self.jobs if job.volume is not None and job.error is None)
+        return sum(len(job.volume) for job in self.jobs if job.done)
 
 
 def plan_outputs(specs: Sequence[str], out_dir: Path, overwrite: bool = False, write_noise: bool = False,
-                 channel: int | None = None) -> DenoisePlan:
+                 channel: int | None = None, skip_existing: bool = False) -> DenoisePlan:
     """Open the inputs and decide each volume's output path; problems are recorded per
     file or volume, not raised.
 
     All inputs are opened together, so DICOM files of one series form one volume (and one
     derived series) however they were named. An output is refused when it exists (unless
-    ``overwrite``), when two inputs would write the same output, or when it is one of the inputs.
+    ``overwrite``; with ``skip_existing`` a volume whose outputs all exist is skipped), when
+    two inputs would write the same output, or when it is one of the inputs.
     """
     plan = DenoisePlan(overwrite=overwrite)
 
@@ -147,29 +155,36 @@ def plan_outputs(specs: Sequence[str], out_dir: Path, overwrite: bool = False, w
             continue
         job.output = out_dir / job.volume.name
         job.noise_output = noise_output_path(out_dir, job.volume) if write_noise else None
-        for target in filter(None, (job.output, job.noise_output)):
+        targets = [target for target in (job.output, job.noise_output) if target is not None]
+        for target in targets:
             resolved = target.resolve()
             if resolved in inputs:
                 job.error = f"{job.volume.source}: output {target} is an input; choose another -o folder"
             elif resolved in taken:
                 job.error = f"{job.volume.source}: output {target} would also be written for {taken[resolved]}; " \
                             "denoise them into different -o folders"
-            elif target.exists() and not overwrite:
+            elif target.exists() and not overwrite and not skip_existing:
                 job.error = f"{job.volume.source}: output {target} exists; pass --overwrite to replace it"
             taken.setdefault(resolved, str(job.volume.source))
+        present = [target for target in targets if target.exists()]
+        if skip_existing and job.error is None and present:
+            job.skipped = present == targets
+            if not job.skipped:
+                job.error = f"{job.volume.source}: output {present[0]} exists but not all its outputs do; " \
+                            "pass --overwrite to write them all again"
     return plan
 
 
 def run_plan(plan: DenoisePlan, loaded: LoadedModel, out_dir: Path, tiles: TileOptions,
              on_slice: Callable[[], None] | None = None,
              on_job: Callable[[DenoiseJob], None] | None = None) -> list[DenoiseJob]:
-    """Denoise every job of ``plan`` that has no error yet; a failing input is recorded and skipped."""
+    """Denoise every job of ``plan`` still to do (no error, not skipped); a failing input is recorded and skipped."""
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise IsclError(f"cannot create the output folder ({error.strerror or error})", out_dir) from error
     for job in plan.jobs:
-        if job.error is None:
+        if job.done:
             started = time.perf_counter()
             try:
                 job.noise_check = denoise_volume(job.volume, loaded, job.output, tiles, job.noise_output, on_slice,

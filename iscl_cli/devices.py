@@ -33,3 +33,12 @@ def autocast_dtype(device: torch.device) -> torch.dtype | None:
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
         return torch.bfloat16
     return None
+
+
+def use_threads(count: int | None) -> None:
+    """Let torch use ``count`` CPU threads (None: torch's default, one per core)."""
+    if count is None:
+        return
+    if count < 1:
+        raise IsclError(f"--threads must be at least 1 (got {count})")
+    torch.set_num_threads(count)

@@ -166,3 +166,44 @@ def test_spreading_list_options_leaves_other_options_alone():
     assert spread_option_values(args, ["--noisy", "--clean"]) == [
         "--noisy", "a", "--noisy", "b", "--window", "-1000,1000", "--clean=c", "--clean", "d", "--quiet",
         "--steps", "3", "--", "-x"]
+
+
+def test_the_default_overlap_follows_the_tile_size(run_cli, tmp_path):
+    model = tiny_model_file(tmp_path / "model.pt")
+    stack = write_stack(tmp_path / "a.tif", shape=(150, 150))
+    result = run_cli("denoise", stack, "-o", tmp_path / "out", "--model", model, "--tile-size", "64")
+    assert result.exit_code == 0, result.output
+
+
+def test_skip_existing_does_only_what_is_missing(run_cli, tmp_path):
+    model = tiny_model_file(tmp_path / "model.pt")
+    for name in ("a.tif", "b.tif"):
+        write_stack(tmp_path / "in" / name)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "a.tif").write_bytes(b"an earlier result")
+    result = run_cli("denoise", tmp_path / "in", "-o", tmp_path / "out", "--model", model, "--skip-existing",
+                     "--json")
+    assert result.exit_code == 0, result.output
+    statuses = {Path(job["input"]).name: job["status"] for job in json.loads(result.stdout)["jobs"]}
+    assert statuses == {"a.tif": "skipped", "b.tif": "ok"}
+    assert (tmp_path / "out" / "a.tif").read_bytes() == b"an earlier result"
+    assert "a.tif: skipped" in result.stderr
+    refused = run_cli("denoise", tmp_path / "in", "-o", tmp_path / "out", "--model", model, "--skip-existing",
+                      "--overwrite")
+    assert refused.exit_code == 1 and "choose one" in refused.stderr
+
+
+def test_threads_sets_torchs_thread_count(run_cli, tmp_path):
+    import torch
+
+    model = tiny_model_file(tmp_path / "model.pt")
+    before = torch.get_num_threads()
+    try:
+        result = run_cli("denoise", write_stack(tmp_path / "a.tif"), "-o", tmp_path / "out", "--model", model,
+                         "--threads", "1")
+        assert result.exit_code == 0, result.output
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    refused = run_cli("denoise", tmp_path / "a.tif", "-o", tmp_path / "out", "--model", model, "--threads", "0")
+    assert refused.exit_code == 1 and "--threads must be at least 1" in refused.stderr
