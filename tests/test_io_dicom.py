@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import shutil
 import subprocess
@@ -166,6 +167,45 @@ def test_a_truncated_file_is_refused_at_open():
     with pytest.raises(IsclError) as error:
         open_series(pydicom_file("MR_truncated.dcm"))
     assert "MR_truncated.dcm" in str(error.value) and "truncated" in str(error.value)
+
+
+def test_rows_and_columns_smaller_than_the_pixel_data_are_refused(tmp_path):
+    (path,) = ct_series(tmp_path, 1)
+    dataset = pydicom.dcmread(path)
+    dataset.Rows, dataset.Columns = 64, 64  # 128x128 pixels stored
+    dataset.save_as(path)
+    with pytest.raises(IsclError, match=r"image_00.dcm: pixel data holds 32768 bytes, but 1 frame\(s\) of 64x64 "
+                                        r"pixels need 8192: Rows, Columns or NumberOfFrames do not describe the data"):
+        open_series(path)
+
+
+def test_a_compressed_frame_claiming_a_huge_size_is_refused_before_decoding(tmp_path):
+    dataset = pydicom.dcmread(pydicom_file("MR_small_RLE.dcm"))
+    dataset.Rows = dataset.Columns = 65535
+    dataset.save_as(tmp_path / "bomb.dcm")
+    with pytest.raises(IsclError, match=r"bomb.dcm: slices of 65535x65535 pixels \(4295 Mpixel\) would need about"):
+        open_series(tmp_path / "bomb.dcm")
+
+
+def test_more_pixel_data_than_one_dicom_file_holds_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr("iscl_cli.io.dicom.check_slice_fits", lambda *arguments: None)  # a machine with memory to spare
+    dataset = pydicom.dcmread(pydicom_file("MR_small_RLE.dcm"))
+    dataset.Rows = dataset.Columns = 50000
+    dataset.save_as(tmp_path / "large.dcm")
+    with pytest.raises(IsclError, match=r"large.dcm: 1 frame\(s\) of 50000x50000 pixels make 4.7 GiB of pixel data, "
+                                        r"more than one DICOM file can hold"):
+        open_series(tmp_path / "large.dcm")
+
+
+def test_values_above_bits_stored_are_ignored_with_a_note(tmp_path, caplog, monkeypatch):
+    (path,) = ct_series(tmp_path, 1, BitsStored=8, HighBit=7)  # CT_small's values reach 2191
+    monkeypatch.setattr(logging.getLogger("iscl"), "propagate", True)  # the CLI turns propagation off
+    with caplog.at_level(logging.WARNING, logger="iscl"):
+        image = open_series(path).read_slice(0)
+    stored = pydicom.dcmread(path, force=True).pixel_array  # pydicom ignores the bits too, silently
+    np.testing.assert_array_equal(image, stored.astype(np.float32) - 1024)
+    assert re.search(r"image_00.dcm: \d+ of 16384 pixel values of a frame use bits above BitsStored 8 "
+                     r"\(e.g. \d+ read as -?\d+\); as the DICOM standard says, those bits are ignored", caplog.text)
 
 
 def test_inconsistent_slice_sizes_are_refused_naming_the_file(tmp_path):

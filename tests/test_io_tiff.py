@@ -261,6 +261,16 @@ def test_truncated_files_are_refused_without_tifffile_noise(tmp_path, compressio
     assert not [record for record in caplog.records if record.name == "tifffile"]
 
 
+def test_a_decompression_bomb_is_refused_before_decoding(tmp_path):
+    tifffile.imwrite(tmp_path / "bomb.tif", np.zeros((16, 16), np.uint8), compression="zlib", metadata=None)
+    with tifffile.TiffFile(tmp_path / "bomb.tif", mode="r+b") as tif:
+        for tag in ("ImageWidth", "ImageLength", "RowsPerStrip"):
+            tif.pages[0].tags[tag].overwrite(50000)  # a 50000x50000 image claimed by a tiny deflate stream
+    with pytest.raises(IsclError, match=r"bomb.tif: slices of 50000x50000 pixels \(2500 Mpixel\) would need about "
+                                        r"\d+\.\d GiB of memory each"):
+        TiffVolume(tmp_path / "bomb.tif")
+
+
 def test_a_file_that_is_not_tiff_is_refused(tmp_path):
     (tmp_path / "fake.tif").write_bytes(b"II*\0" + b"\xff" * 20)
     with pytest.raises(IsclError, match="fake.tif"):

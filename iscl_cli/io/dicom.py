@@ -29,6 +29,7 @@ from iscl_cli import __version__
 from iscl_cli.errors import IsclError
 from iscl_cli.io.atomic import atomic_path, ensure_not_input
 from iscl_cli.io.values import round_and_clip
+from iscl_cli.memory import check_slice_fits, format_bytes
 from iscl_cli.volume import Volume
 
 LOG = logging.getLogger("iscl")
@@ -44,6 +45,7 @@ LONG_STRING_LIMIT = 64  # LO, the VR of SeriesDescription
 SHORT_TEXT_LIMIT = 1024  # ST, the VR of DerivationDescription
 PIXEL_DATA_TAG = 0x7FE00010
 UNDEFINED_LENGTH = 0xFFFFFFFF
+LARGEST_VALUE_BYTES = 0xFFFFFFFE  # a defined value length is 32 bits, even, and not UNDEFINED_LENGTH
 
 LOSSY_TRANSFER_SYNTAXES = {
     pydicom.uid.JPEGBaseline8Bit,
@@ -166,6 +168,7 @@ class DicomSeries(Volume):
         self._files = list(files)
         first = self._files[0].header
         self.shape = (int(first.Rows), int(first.Columns))
+        self._unused_bits_noted = False
         with _quiet_pydicom():
             self._channel = _check_channel(self._files[0], channel)
             for file in self._files:
@@ -179,7 +182,8 @@ class DicomSeries(Volume):
 
     def read_slice(self, index: int) -> np.ndarray:
         frame = self._frames[index]
-        stored = _decode_frame(self._files[frame.instance], frame.frame)
+        file = self._files[frame.instance]
+        stored = self._without_unused_bits(_decode_frame(file, frame.frame), file)
         if stored.ndim == 3:
             stored = stored[..., self._channel]
         return (stored.astype(np.float64) * frame.slope + frame.intercept).astype(np.float32)
@@ -241,6 +245,23 @@ class DicomSeries(Volume):
             if count != len(self):
                 raise ValueError(f"{self.source}: got {count} slices to write, expected {len(self)}")
 
+    def _without_unused_bits(self, stored: np.ndarray, file: DicomFile) -> np.ndarray:
+        """``stored`` with the bits above BitsStored cleared, as the standard says to read
+        them; a note (once per series) when that changed values."""
+        header = file.header
+        unused = int(header.BitsAllocated) - int(header.get("BitsStored") or header.BitsAllocated)
+        if unused <= 0:
+            return stored
+        # Shifting up and back down (arithmetic for signed types) drops the unused bits and sign-extends.
+        kept = np.right_shift(np.left_shift(stored, unused), unused)
+        changed = int(np.count_nonzero(kept != stored))
+        if changed and not self._unused_bits_noted:
+            self._unused_bits_noted = True
+            LOG.warning("%s: %d of %d pixel values of a frame use bits above BitsStored %d (e.g. %d read as %d); "
+                        "as the DICOM standard says, those bits are ignored", file.path, changed, stored.size,
+                        int(header.BitsStored), *_first_difference(stored, kept))
+        return kept
+
     def _check_file(self, file: DicomFile) -> None:
         """Refuse what cannot be read or written back faithfully, naming the file."""
         header, path = file.header, file.path
@@ -256,6 +277,7 @@ class DicomSeries(Volume):
         if header.get("BitsAllocated") not in (8, 16, 32):
             raise IsclError(f"unsupported BitsAllocated {header.get('BitsAllocated')}", path)
         _check_channel(file, self._channel)
+        _check_pixel_data_size(file)
         _check_pixel_data_complete(file)
 
     def _spacing(self) -> list[float | None]:
@@ -465,8 +487,25 @@ def _take_pixel_data(header: Dataset) -> PixelDataLocation | None:
     return PixelDataLocation(element.value_tell, None if undefined else element.length, element.VR)
 
 
+def _check_pixel_data_size(file: DicomFile) -> None:
+    """Refuse images whose frames would not fit the memory budget when decoded, or whose
+    output would not fit one DICOM value (checked before anything is decoded)."""
+    header = file.header
+    rows, cols, samples = int(header.Rows), int(header.Columns), int(header.get("SamplesPerPixel", 1))
+    frame_bytes = rows * cols * samples * int(header.BitsAllocated) // 8
+    deflated = file.transfer_syntax == pydicom.uid.DeflatedExplicitVRLittleEndian  # decoded whole
+    check_slice_fits(rows, cols, frame_bytes * (file.frames if deflated else 1), file.path)
+    output_bytes = rows * cols * int(header.BitsAllocated) // 8 * file.frames
+    if output_bytes > LARGEST_VALUE_BYTES:
+        raise IsclError(f"{file.frames} frame(s) of {rows}x{cols} pixels make {format_bytes(output_bytes)} of pixel "
+                        "data, more than one DICOM file can hold (4 GiB); split the frames into several files",
+                        file.path)
+
+
 def _check_pixel_data_complete(file: DicomFile) -> None:
-    """Refuse a file whose native pixel data is shorter than its image size or runs past the file end."""
+    """Refuse a file whose native pixel data is shorter or longer than its image size (a
+    truncated file, or Rows, Columns or NumberOfFrames that do not describe the data) or
+    runs past the file end."""
     syntax, pixels = file.transfer_syntax, file.pixels
     if pixels.length is None or syntax == pydicom.uid.DeflatedExplicitVRLittleEndian:
         return  # encapsulated or deflated: sizes are not known without decoding; decoding errors say it
@@ -478,6 +517,23 @@ def _check_pixel_data_complete(file: DicomFile) -> None:
         raise IsclError(f"truncated DICOM: pixel data needs {data_end} bytes, file has {file_size}", file.path)
     if pixels.length < needed:
         raise IsclError(f"truncated DICOM: pixel data holds {pixels.length} bytes, the image needs {needed}", file.path)
+    if _holds_more_than_padding(file, needed, frame_bytes=bits // 8):
+        raise IsclError(f"pixel data holds {pixels.length} bytes, but {file.frames} frame(s) of "
+                        f"{header.Rows}x{header.Columns} pixels need {needed}: Rows, Columns or NumberOfFrames "
+                        "do not describe the data", file.path)
+
+
+def _holds_more_than_padding(file: DicomFile, needed: int, frame_bytes: int) -> bool:
+    """Whether native pixel data longer than the image's ``needed`` bytes holds more than
+    padding: zero bytes, less than a frame (some writers pad to a block size)."""
+    excess = file.pixels.length - needed
+    if excess <= 1:
+        return False  # values have even length
+    if excess >= frame_bytes:
+        return True
+    with file.path.open("rb") as stream:
+        stream.seek(file.pixels.offset + needed)
+        return any(stream.read(excess))
 
 
 def _decode_frame(file: DicomFile, frame: int) -> np.ndarray:
@@ -486,9 +542,12 @@ def _decode_frame(file: DicomFile, frame: int) -> np.ndarray:
     try:
         with _quiet_pydicom():
             if syntax == pydicom.uid.DeflatedExplicitVRLittleEndian:
-                pixels = pydicom.dcmread(file.path).pixel_array  # the deflated stream cannot be entered midway
+                dataset = pydicom.dcmread(file.path)  # the deflated stream cannot be entered midway
+                dataset.pixel_array_options(correct_unused_bits=False)  # DicomSeries clears them, with a note
+                pixels = dataset.pixel_array
                 return pixels[frame] if file.frames > 1 else pixels
             options = as_pixel_options(file.header, transfer_syntax_uid=syntax, pixel_keyword="PixelData")
+            options["correct_unused_bits"] = False
             if file.pixels.value_representation is not None:
                 options["pixel_vr"] = file.pixels.value_representation
             with file.path.open("rb") as stream:
@@ -496,6 +555,12 @@ def _decode_frame(file: DicomFile, frame: int) -> np.ndarray:
                 return get_decoder(syntax).as_array(stream, index=frame, **options)[0]
     except Exception as error:  # decoder plugins raise many types; all mean "cannot decode"
         raise IsclError(f"cannot decode frame {frame}: {error}", file.path) from error
+
+
+def _first_difference(before: np.ndarray, after: np.ndarray) -> tuple[int, int]:
+    """The first value that differs between two arrays of one shape, before and after."""
+    where = np.flatnonzero(before.ravel() != after.ravel())[0]
+    return int(before.ravel()[where]), int(after.ravel()[where])
 
 
 def _stored_dtype(header: Dataset) -> np.dtype:

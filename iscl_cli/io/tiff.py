@@ -27,6 +27,7 @@ from tifffile import COMPRESSION, PHOTOMETRIC, RESUNIT
 from iscl_cli.errors import IsclError
 from iscl_cli.io.atomic import atomic_path, ensure_not_input
 from iscl_cli.io.values import integer_range, round_and_clip
+from iscl_cli.memory import check_slice_fits
 from iscl_cli.volume import Volume
 
 LOG = logging.getLogger("iscl")
@@ -193,6 +194,7 @@ class TiffVolume(Volume):
             self._dataoffset = series.dataoffset
             self._blocks_per_page = _blocks_per_page(page.size, self._layout, self.source)
             self._check_complete(series)
+            check_slice_fits(*self._layout.slice_shape, page.size * self._dtype.itemsize, self.source)
         if self._dtype.kind not in "uif":
             raise IsclError(f"unsupported TIFF pixel type {self._dtype.name}", self.source)
         if self._meta.photometric == PHOTOMETRIC.PALETTE:
