@@ -25,6 +25,7 @@ from iscl_cli import __version__
 from iscl_cli.errors import IsclError, unexpected_error_line
 from iscl_cli.inference import TileOptions
 from iscl_cli.tiling import BLEND_MODES
+from iscl_cli.train import DEFAULT_PRESET, PRESETS, TrainConfig
 
 EXIT_STATUS = ("Exit status: 0 done; 1 a problem with an input, option or output (one 'error:' line on stderr "
                "per problem; other inputs are still done); 2 the command line itself is wrong (a misspelt option, "
@@ -81,7 +82,7 @@ def reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             err.print(f"error: {error}", markup=False)
             raise typer.Exit(1) from None
         except KeyboardInterrupt as interrupt:
-            err.print(f"interrupted: {interrupt or 'nothing half-written was left behind'}", markup=False)
+            err.print(f"interrupted: {str(interrupt) or 'nothing half-written was left behind'}", markup=False)
             raise typer.Exit(130) from None
         except Exception as error:  # a bug in iscl: still one line, and the traceback on request
             if LOG.isEnabledFor(logging.DEBUG):
@@ -117,6 +118,17 @@ ThreadsOption = Annotated[Optional[int], typer.Option(
          "fewer run faster (see docs/install.md).", show_default=False)]
 
 DEFAULT_TILES = TileOptions()
+PRESET_CONFIGS = {name: TrainConfig.from_preset(name, noisy=[], clean=[]) for name in PRESETS}
+DEFAULT_CONFIG = PRESET_CONFIGS[DEFAULT_PRESET]
+
+
+def per_preset(setting: str) -> str:
+    """The default of a preset-given option, for its help: ``the preset's: standard 1500, quick 1000, ...``."""
+    values = {name: getattr(config, setting) for name, config in PRESET_CONFIGS.items()}
+    return "the preset's: " + ", ".join(f"{name} {'as --lr' if value is None else f'{value:g}'}"
+                                        for name, value in values.items())
+
+
 # The default overlap as a fraction of the default tile, so that it follows --tile-size.
 DEFAULT_OVERLAP = DEFAULT_TILES.overlap if isinstance(DEFAULT_TILES.overlap, float) \
     else DEFAULT_TILES.overlap / DEFAULT_TILES.tile_size
@@ -172,19 +184,21 @@ def parse_assignments(settings: list[str], words: bool = False) -> dict[str, boo
 
 
 class TrainProgress:
-    """On stderr: a rich bar on a terminal, plain periodic lines otherwise; nothing with ``--quiet``."""
+    """On stderr: a rich bar on a terminal, plain periodic lines otherwise (and on every step
+    that validates); nothing with ``--quiet``."""
 
     def __init__(self, quiet: bool, every: int) -> None:
         self.quiet, self.every = quiet, every
         self.bar: Progress | None = None
         self.task = None
+        self.validation = ""
 
     def __enter__(self) -> TrainProgress:
         if not self.quiet and err.is_terminal:
             self.bar = Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(),
-                                TextColumn("{task.fields[losses]}"), TextColumn("{task.fields[rate]}"),
-                                TimeElapsedColumn(), TimeRemainingColumn(), console=err,
-                                redirect_stdout=out.is_terminal)
+                                TextColumn("{task.fields[losses]}"), TextColumn("{task.fields[validation]}"),
+                                TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                                console=err, redirect_stdout=out.is_terminal)
             self.bar.__enter__()
         return self
 
@@ -197,13 +211,22 @@ class TrainProgress:
         brief = f"D {losses.get('d_total', float('nan')):.3f} G {losses.get('g_total', float('nan')):.3f} " \
                 f"H {losses.get('h_total', float('nan')):.3f}"
         rate = f"{1.0 / max(report.seconds_per_step, 1e-9):.2f} it/s"
+        if "val_psnr" in report.scores:
+            self.validation = f"val PSNR {report.scores['val_psnr']:.2f} dB (input {report.scores['noisy_psnr']:.2f})"
         if self.bar is not None:
             if self.task is None:
                 self.task = self.bar.add_task("train", total=report.total, completed=report.step - 1,
-                                              losses=brief, rate=rate)
-            self.bar.update(self.task, completed=report.step, losses=brief, rate=rate)
-        elif not self.quiet and (report.step % self.every == 0 or report.step == report.total):
-            err.print(f"step {report.step}/{report.total}  {brief}  lr {losses.get('lr', 0):.2e}  {rate}", markup=False)
+                                              losses=brief, validation=self.validation, rate=rate)
+            self.bar.update(self.task, completed=report.step, losses=brief, validation=self.validation, rate=rate)
+        elif not self.quiet and (report.step % self.every == 0 or report.step == report.total or report.scores):
+            line = f"step {report.step}/{report.total}  {brief}  lr {losses.get('lr', 0):.2e}  {rate}"
+            err.print(f"{line}  {self.validation}" if report.scores else line, markup=False)
+
+
+def options_given(ctx: typer.Context) -> dict[str, str]:
+    """The options typed on the command line: parameter name -> its flag."""
+    return {parameter.name: parameter.opts[0] for parameter in ctx.command.params
+            if ctx.get_parameter_source(parameter.name).name == "COMMANDLINE"}
 
 
 def spread_option_values(args: list[str], options: Sequence[str]) -> list[str]:
@@ -240,28 +263,30 @@ class SpreadListOptions(TyperCommand):
 @app.command(cls=SpreadListOptions, epilog=EXIT_STATUS)
 @reports_errors
 def train(
+    ctx: typer.Context,
     noisy: Annotated[list[str], typer.Option("--noisy", help="Noisy images: folders, files or globs; takes every path up to the next option (--noisy raw/*.tif).")] = [],
     clean: Annotated[list[str], typer.Option("--clean", help="Clean reference images, unrelated to the noisy ones; every path up to the next option.")] = [],
     out_dir: Annotated[Optional[str], typer.Option("--out", help="Run folder (default: ./iscl-runs/run-DATE-TIME).")] = None,
-    preset: Annotated[str, typer.Option(help="standard (the default: about half an hour on a 2-core CPU), quick (minutes; the demo's) or paper (the paper's settings, for a GPU).")] = "standard",
-    steps: Annotated[Optional[int], typer.Option(help="Training iterations (default: the preset's).")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Patches per domain per iteration (default: the preset's).")] = None,
-    patch_size: Annotated[Optional[int], typer.Option(help="Side of the square training patches (default: the preset's).")] = None,
-    lr: Annotated[Optional[float], typer.Option(help="Initial learning rate of F, G and H (RAdam; decays to 1e-7). Default: the preset's (quick 3e-4, paper 1e-4).")] = None,
-    d_lr: Annotated[Optional[float], typer.Option("--d-lr", help="The discriminators' initial learning rate (default: the preset's; quick 1e-3, paper --lr).")] = None,
-    beta2: Annotated[Optional[float], typer.Option(help="RAdam's beta2; lower values shorten its built-in warm-up (default: the preset's; quick 0.99, paper 0.999).")] = None,
-    device: DeviceOption = "auto",
+    preset: Annotated[str, typer.Option(help=f"{', '.join(PRESETS)}: standard takes about half an hour on a 2-core CPU, quick minutes (the demo's), paper is the paper's settings, for a GPU (docs/training.md#presets).")] = DEFAULT_PRESET,
+    steps: Annotated[Optional[int], typer.Option(help="Training iterations; with --resume, more extend the run.", show_default=per_preset("steps"))] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Patches per domain per iteration.", show_default=per_preset("batch_size"))] = None,
+    patch_size: Annotated[Optional[int], typer.Option(help="Side of the square training patches.", show_default=per_preset("patch_size"))] = None,
+    lr: Annotated[Optional[float], typer.Option(help=f"Initial learning rate of F, G and H (RAdam; decays to {DEFAULT_CONFIG.final_lr:g}).", show_default=per_preset("lr"))] = None,
+    d_lr: Annotated[Optional[float], typer.Option("--d-lr", help="The discriminators' initial learning rate.", show_default=per_preset("d_lr"))] = None,
+    beta2: Annotated[Optional[float], typer.Option(help="RAdam's beta2; lower values shorten its built-in warm-up.", show_default=per_preset("beta2"))] = None,
+    device: DeviceOption = DEFAULT_CONFIG.device,
     threads: ThreadsOption = None,
-    seed: Annotated[int, typer.Option(help="Random seed: same seed and data, same run.")] = 0,
-    resume: Annotated[Optional[Path], typer.Option(help="Continue a run from its folder (or checkpoint.pt).")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed: same seed and data, same run.")] = DEFAULT_CONFIG.seed,
+    resume: Annotated[Optional[Path], typer.Option(help="Continue a run from its folder (or checkpoint.pt); only --steps, --device, --threads and the --*-every options can change.")] = None,
+    init_from: Annotated[Optional[Path], typer.Option("--init-from", help="Fine-tune: start a new run from this model's five networks and intensity mapping (a model.pt or its run folder).")] = None,
     val_noisy: Annotated[list[str], typer.Option("--val-noisy", help="Paired validation: noisy images (with --val-clean).")] = [],
     val_clean: Annotated[list[str], typer.Option("--val-clean", help="Paired validation: their clean versions, same order.")] = [],
-    val_every: Annotated[Optional[int], typer.Option(help="Validate every N steps (PSNR/SSIM in metrics.jsonl).")] = None,
-    checkpoint_every: Annotated[Optional[int], typer.Option(help="Write checkpoint.pt every N steps.")] = None,
-    preview_every: Annotated[Optional[int], typer.Option(help="Write a preview PNG every N steps.")] = None,
+    val_every: Annotated[int, typer.Option(help="Validate every N steps (PSNR/SSIM in metrics.jsonl and the progress line).")] = DEFAULT_CONFIG.val_every,
+    checkpoint_every: Annotated[int, typer.Option(help="Write checkpoint.pt every N steps.")] = DEFAULT_CONFIG.checkpoint_every,
+    preview_every: Annotated[int, typer.Option(help="Write a preview PNG and redraw curves.png every N steps.")] = DEFAULT_CONFIG.preview_every,
     window: Annotated[Optional[str], typer.Option(help="Fixed intensity window LO,HI in physical units (e.g. -1000,1000 for CT in HU) instead of fitted percentiles.")] = None,
     per_domain: Annotated[bool, typer.Option("--per-domain", help="Fit a separate intensity range to each domain (for different contrasts; see docs/training.md).")] = False,
-    net: Annotated[list[str], typer.Option("--net", help="Override a network size, NAME=VALUE (e.g. --net gen_base=24); repeatable.")] = [],
+    net: Annotated[list[str], typer.Option("--net", help="Override a network setting of the preset, NAME=VALUE (e.g. --net gen_base=24); repeatable.")] = [],
     export: Annotated[bool, typer.Option("--export", help="Save only F and H in the model file (inference only, smaller).")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the training run already in --out (its model, checkpoint, metrics and previews).")] = False,
     channel: ChannelOption = None,
@@ -270,27 +295,30 @@ def train(
     """Learn a denoiser from a folder of noisy scans and an unrelated folder of clean references."""
     from iscl_cli.intensity import parse_window
     from iscl_cli.devices import use_threads
-    from iscl_cli.train import make_train_config, train as run_training
+    from iscl_cli.train import RESUMABLE_SETTINGS, make_train_config, train as run_training
 
     quiet_notes(quiet)
     use_threads(threads)
-    if resume is None and (not noisy or not clean):
+    config, changes = None, None
+    if resume is not None:
+        given = options_given(ctx)
+        changes = {name: ctx.params[name] for name in RESUMABLE_SETTINGS if name in given}
+        ignored = [flag for name, flag in given.items() if name not in (*RESUMABLE_SETTINGS, "resume", "threads", "quiet")]
+        if ignored:
+            LOG.warning("--resume continues with the run's stored settings; ignoring %s", ", ".join(ignored))
+    elif not noisy or not clean:
         raise IsclError("give both --noisy and --clean (or --resume RUN_FOLDER)")
-    ignored = [name for name, value in (("--noisy", noisy), ("--clean", clean), ("--out", out_dir), ("--steps", steps),
-               ("--batch-size", batch_size), ("--patch-size", patch_size), ("--lr", lr), ("--d-lr", d_lr),
-               ("--beta2", beta2), ("--net", net),
-               ("--window", window), ("--channel", channel), ("--overwrite", overwrite)) if value]
-    if resume is not None and ignored:
-        logging.getLogger("iscl").warning("--resume continues with the run's stored settings; ignoring %s", ", ".join(ignored))
-    config = make_train_config(
-        noisy, clean, preset, network=parse_assignments(net, words=True), out=out_dir, steps=steps, batch_size=batch_size,
-        patch_size=patch_size, lr=lr, d_lr=d_lr, beta2=beta2, device=device, seed=seed, val_noisy=val_noisy or None,
-        val_clean=val_clean or None, val_every=val_every, checkpoint_every=checkpoint_every,
-        preview_every=preview_every, window=parse_window(window) if window else None, per_domain=per_domain,
-        export=export, channel=channel,
-    ) if resume is None else None
+    else:
+        config = make_train_config(
+            noisy, clean, preset, network=parse_assignments(net, words=True), out=out_dir, steps=steps,
+            batch_size=batch_size, patch_size=patch_size, lr=lr, d_lr=d_lr, beta2=beta2, device=device, seed=seed,
+            val_noisy=val_noisy or None, val_clean=val_clean or None, val_every=val_every,
+            checkpoint_every=checkpoint_every, preview_every=preview_every,
+            window=parse_window(window) if window else None, per_domain=per_domain, export=export, channel=channel,
+            init_from=None if init_from is None else str(init_from.resolve()),
+        )
     with TrainProgress(quiet, every=10) as progress:
-        model_path = run_training(config, resume=resume, progress=progress, overwrite=overwrite)
+        model_path = run_training(config, resume=resume, progress=progress, overwrite=overwrite, changes=changes)
     out.print(str(model_path), markup=False)
 
 

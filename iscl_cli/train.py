@@ -12,6 +12,7 @@ import copy
 import logging
 import math
 import os
+import shlex
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -24,7 +25,8 @@ import torch
 from torch.optim.swa_utils import AveragedModel
 
 from iscl_cli import __version__
-from iscl_cli.checkpoint import CHECKPOINT_FILE, MODEL_FILE, load_trusted_dict, save_atomic, save_model
+from iscl_cli.checkpoint import (ALL_NETS, CHECKPOINT_FILE, MODEL_FILE, LoadedModel, load_model, load_trusted_dict,
+                                 model_file, save_atomic, save_model)
 from iscl_cli.data import PatchSampler
 from iscl_cli.devices import autocast_dtype, resolve_device
 from iscl_cli.errors import IsclError
@@ -32,8 +34,9 @@ from iscl_cli.intensity import IntensityMapping, fit_intensity
 from iscl_cli.io import open_volumes
 from iscl_cli.inference import TileOptions, denoise_image
 from iscl_cli.noise_check import NoiseCheck, structure_score
+from iscl_cli.curves import CURVES_FILE, plot_training_curves
 from iscl_cli.preview import save_panels
-from iscl_cli.run_folder import PREVIEWS_DIR, RunFolder
+from iscl_cli.run_folder import METRICS_FILE, PREVIEWS_DIR, RunFolder
 from iscl_cli.validation import Validator
 from models.iscl import ISCL, ISCLConfig, build_optimizers
 
@@ -55,6 +58,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 DEFAULT_PRESET = "standard"
+# What may change when a run is resumed (the rest defines the run and stays as stored).
+RESUMABLE_SETTINGS = ("steps", "device", "checkpoint_every", "preview_every", "val_every")
 
 
 @dataclass
@@ -63,11 +68,13 @@ class TrainConfig:
 
     noisy: list[str]
     clean: list[str]
+    # Every preset sets these (PRESETS is their one home).
+    steps: int
+    batch_size: int
+    patch_size: int
     out: str | None = None
     preset: str = DEFAULT_PRESET
-    steps: int = 400
-    batch_size: int = 8
-    patch_size: int = 32
+    # The paper's optimiser settings; a preset may override them.
     lr: float = 1e-4
     final_lr: float = 1e-7
     beta2: float = 0.999
@@ -86,6 +93,7 @@ class TrainConfig:
     per_domain: bool = False
     export: bool = False
     channel: int | None = None
+    init_from: str | None = None  # a model file whose five networks (and intensity mapping) the run starts from
 
     @classmethod
     def from_preset(cls, preset: str, network: dict[str, Any] | None = None, **overrides: Any) -> TrainConfig:
@@ -112,6 +120,9 @@ class TrainConfig:
             raise IsclError(f"--d-lr must be positive (got {self.d_lr})")
         if not 0 < self.beta2 < 1:
             raise IsclError(f"--beta2 must lie between 0 and 1 (got {self.beta2})")
+        for name in ("checkpoint_every", "preview_every", "val_every"):
+            if getattr(self, name) < 1:
+                raise IsclError(f"--{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})")
         if bool(self.val_noisy) != bool(self.val_clean):
             raise IsclError("--val-noisy and --val-clean go together (paired validation images)")
         known = {f.name for f in fields(ISCLConfig)}
@@ -151,6 +162,11 @@ class StepReport:
     total: int
     losses: dict[str, float]
     seconds_per_step: float
+    scores: dict[str, float] = field(default_factory=dict)  # validation, on the steps that validate
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training; its text says how to continue."""
 
 
 ProgressCallback = Callable[[StepReport], None]
@@ -175,13 +191,23 @@ class Run:
         self.amp_dtype = autocast_dtype(self.device)
         noisy_volumes = open_volumes(config.noisy, config.channel)
         clean_volumes = open_volumes(config.clean, config.channel)
+        start = fine_tuning_start(config.init_from) if config.init_from and mapping is None else None
+        if start is not None:  # the weights expect the units they were trained in
+            mapping = start.mapping
         self.mapping = mapping or fit_intensity(noisy_volumes, clean_volumes, seed=config.seed,
                                                 window=config.window, per_domain=config.per_domain)
         self.rng = np.random.default_rng(config.seed)
         self.noisy = PatchSampler(noisy_volumes, self.mapping, "noisy", config.patch_size, self.rng)
         self.clean = PatchSampler(clean_volumes, self.mapping, "clean", config.patch_size, self.rng)
         torch.manual_seed(config.seed)
-        self.model = ISCL(config.model_config()).to(self.device)
+        self.model = ISCL(config.model_config())
+        if start is not None:
+            try:
+                self.model.load_state_dict(start.model.state_dict())
+            except RuntimeError:
+                raise IsclError("its networks do not have the sizes given with --net; leave sizes out when "
+                                "fine-tuning", config.init_from) from None
+        self.model = self.model.to(self.device)
         if self.device.type == "cuda":
             self.model = self.model.to(memory_format=torch.channels_last)
         self.optimizers = build_optimizers(self.model, lr=config.lr, final_lr=config.final_lr,
@@ -234,8 +260,9 @@ class Run:
         self.step = state["step"]
         self.model.load_state_dict(state["model"])
         self.optimizers.load_state_dict(state["optimizers"])
-        self.swa_F.load_state_dict(state["swa_F"])
-        self.swa_G.load_state_dict(state["swa_G"])
+        if self.step > self.swa_from:  # averaging restarts when a run is extended to past this step
+            self.swa_F.load_state_dict(state["swa_F"])
+            self.swa_G.load_state_dict(state["swa_G"])
         self.rng.bit_generator.state = state["numpy_rng"]
         torch.set_rng_state(state["torch_rng"])
 
@@ -252,13 +279,6 @@ class Run:
         }
 
 
-def keep_metrics_until(path: Path, step: int) -> None:
-    """Drop metric lines logged after the checkpoint a resumed run restarts from."""
-    if path.exists():
-        lines = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= step]
-        path.write_text("".join(line + "\n" for line in lines))
-
-
 def write_preview(run: Run, path: Path, count: int = 4) -> None:
     """noisy | denoised | removed noise for a few patches of the latest noisy batch."""
     model = run.model.eval()
@@ -270,23 +290,31 @@ def write_preview(run: Run, path: Path, count: int = 4) -> None:
 
 
 def train(config: TrainConfig | None, root: Path | None = None, resume: Path | None = None,
-          progress: ProgressCallback | None = None, overwrite: bool = False) -> Path:
+          progress: ProgressCallback | None = None, overwrite: bool = False,
+          changes: dict[str, Any] | None = None) -> Path:
     """Train a model from the unpaired folders in ``config``; returns the model file's path.
 
     The run gets a folder of its own (``iscl_cli.run_folder``); ``overwrite`` lets it
     replace the run in ``config.out``. With ``resume`` (a run folder or its checkpoint
     file) the run continues from its last checkpoint with the configuration stored there,
-    drawing the same patches it would have drawn had it never stopped.
+    drawing the same patches it would have drawn had it never stopped; ``changes`` (of
+    ``RESUMABLE_SETTINGS``) apply on top. More ``steps`` extend a run, finished or not:
+    the learning rate then follows the longer run's schedule, and the generators' weight
+    averaging restarts at its 60 % when the run has not reached that step yet.
     """
     if resume is not None:
         checkpoint_path = resume / CHECKPOINT_FILE if resume.is_dir() else resume
         state = load_trusted_dict(checkpoint_path, "training checkpoint")
         if state.get("format") != "iscl-checkpoint":
             raise IsclError("not an iscl training checkpoint", checkpoint_path)
+        stored = TrainConfig.from_dict(state["config"])
+        config = resumed_config(stored, changes or {}, state["step"])
         with RunFolder.claim_existing(checkpoint_path.parent) as folder:
-            run = Run(TrainConfig.from_dict(state["config"]), mapping=IntensityMapping.from_dict(state["intensity"]))
+            run = Run(config, mapping=IntensityMapping.from_dict(state["intensity"]))
             run.load_state_dict(state)
             folder.keep_metrics_until(run.step)
+            if config != stored:
+                folder.write_config(config.to_dict())
             return train_run(run, folder, progress)
     if config is None:
         raise IsclError("nothing to train: give a configuration or a run to resume")
@@ -298,25 +326,43 @@ def train(config: TrainConfig | None, root: Path | None = None, resume: Path | N
         return train_run(run, folder, progress)
 
 
+def resumed_config(stored: TrainConfig, changes: dict[str, Any], step: int) -> TrainConfig:
+    """The stored configuration of a run at ``step`` with ``changes`` (of ``RESUMABLE_SETTINGS``)."""
+    config = replace(stored, **changes).validated()
+    if config.steps < step:
+        raise IsclError(f"--steps {config.steps} is fewer than the {step} steps this run has already trained")
+    return config
+
+
 def train_run(run: Run, folder: RunFolder, progress: ProgressCallback | None = None) -> Path:
-    """The training loop of a set-up run in its claimed folder, then the model file; returns its path."""
+    """The training loop of a set-up run in its claimed folder, then the model file; returns its path.
+
+    Every preview also redraws ``curves.png``; Ctrl-C becomes a ``TrainingInterrupted``
+    that names the command to continue with."""
     config, run_dir = run.config, folder.path
     validator = Validator(config.val_noisy, config.val_clean, run.mapping, channel=config.channel) if config.val_noisy else None
-    with folder.metrics() as metrics:
-        while run.step < config.steps:
-            started = time.perf_counter()
-            losses = run.train_step()
-            seconds = time.perf_counter() - started
-            record: dict[str, Any] = {"step": run.step, **losses, "seconds": seconds}
-            if validator is not None and (run.step % config.val_every == 0 or run.step == config.steps):
-                record.update(validator.evaluate(run.model))
-            metrics.append(record)
-            if run.step % config.preview_every == 0 or run.step == config.steps:
-                write_preview(run, run_dir / PREVIEWS_DIR / f"step-{run.step:06d}.png")
-            if run.step % config.checkpoint_every == 0 or run.step == config.steps:
-                save_atomic(run.state_dict(), run_dir / CHECKPOINT_FILE)
-            if progress is not None:
-                progress(StepReport(run.step, config.steps, losses, seconds))
+    LOG.info("training in %s (%s preset, %d of %d steps done, on %s)", run_dir, config.preset, run.step,
+             config.steps, run.device)
+    checkpointed = run.step
+    try:
+        with folder.metrics() as metrics:
+            while run.step < config.steps:
+                started = time.perf_counter()
+                losses = run.train_step()
+                seconds = time.perf_counter() - started
+                validates = validator is not None and (run.step % config.val_every == 0 or run.step == config.steps)
+                scores = validator.evaluate(run.model) if validates else {}
+                metrics.append({"step": run.step, **losses, "seconds": seconds, **scores})
+                if run.step % config.preview_every == 0 or run.step == config.steps:
+                    write_preview(run, run_dir / PREVIEWS_DIR / f"step-{run.step:06d}.png")
+                    plot_training_curves(run_dir / METRICS_FILE, run_dir / CURVES_FILE)
+                if run.step % config.checkpoint_every == 0 or run.step == config.steps:
+                    save_atomic(run.state_dict(), run_dir / CHECKPOINT_FILE)
+                    checkpointed = run.step
+                if progress is not None:
+                    progress(StepReport(run.step, config.steps, losses, seconds, scores))
+    except KeyboardInterrupt:
+        raise TrainingInterrupted(interruption_note(run_dir, run.step, checkpointed)) from None
     model_path = run_dir / MODEL_FILE
     final = run.final_model()
     check = check_removed_noise(final, run)
@@ -327,6 +373,15 @@ def train_run(run: Run, folder: RunFolder, progress: ProgressCallback | None = N
     save_model(model_path, final, run.mapping, {**run.provenance(), "noise_check": check.summary()},
                export=config.export)
     return model_path
+
+
+def interruption_note(run_dir: Path, step: int, checkpointed: int) -> str:
+    """What Ctrl-C at ``step`` leaves, and the command that continues the run."""
+    if checkpointed == 0:
+        return (f"at step {step}, before the first checkpoint: nothing to continue from; start again "
+                f"(`--out {shlex.quote(str(run_dir))} --overwrite` reuses its folder)")
+    return (f"at step {step}; nothing half-written was left behind; continue from step {checkpointed} with: "
+            f"iscl train --resume {shlex.quote(str(run_dir))}")
 
 
 def check_removed_noise(model: ISCL, run: Run, slices: int = NOISE_CHECK_SLICES) -> NoiseCheck:
@@ -343,7 +398,21 @@ def check_removed_noise(model: ISCL, run: Run, slices: int = NOISE_CHECK_SLICES)
     return check
 
 
+def fine_tuning_start(path: str | Path) -> LoadedModel:
+    """The model (file or run folder) a fine-tuning run starts from; it needs all five networks."""
+    start = load_model(model_file(Path(path)))
+    if tuple(sorted(start.card["nets"])) != tuple(sorted(ALL_NETS)):
+        raise IsclError("is an exported model (F and H only); fine-tuning needs the full model.pt of its run", path)
+    return start
+
+
 def make_train_config(noisy: Sequence[str], clean: Sequence[str], preset: str = DEFAULT_PRESET,
                       network: dict[str, Any] | None = None, **options: Any) -> TrainConfig:
-    """A validated TrainConfig from CLI-style options (None means "the preset's value")."""
+    """A validated TrainConfig from CLI-style options (None means "the preset's value").
+
+    With ``init_from`` (fine-tuning) the networks' settings are the model's; ``network`` may
+    still change the objective's weights (``lam``, ``gamma``, ...).
+    """
+    if options.get("init_from"):
+        network = {**fine_tuning_start(options["init_from"]).card["config"], **(network or {})}
     return TrainConfig.from_preset(preset, network=network, noisy=list(noisy), clean=list(clean), **options)

@@ -171,6 +171,7 @@ def test_train_takes_one_channel_of_rgb_data(run_cli, tmp_path):
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "run" / "config.json").read_text())["channel"] == 1
 
-    resumed = run_cli("train", "--resume", tmp_path / "run", "--steps", "5")
+    resumed = run_cli("train", "--resume", tmp_path / "run", "--steps", "2", "--channel", "0")
     assert resumed.exit_code == 0, resumed.output
-    assert "ignoring --steps" in resumed.stderr
+    assert "ignoring --channel" in resumed.stderr
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["channel"] == 1

@@ -207,3 +207,78 @@ def test_threads_sets_torchs_thread_count(run_cli, tmp_path):
         torch.set_num_threads(before)
     refused = run_cli("denoise", tmp_path / "a.tif", "-o", tmp_path / "out", "--model", model, "--threads", "0")
     assert refused.exit_code == 1 and "--threads must be at least 1" in refused.stderr
+
+
+def train_args(unpaired: Path, out: str, *more: object) -> list[object]:
+    return ["train", "--noisy", unpaired / "raw", "--clean", unpaired / "ref", "--out", unpaired / out,
+            *TINY_TRAINING, *more]
+
+
+def test_resume_extends_a_finished_run_and_says_what_it_ignores(run_cli, unpaired):
+    assert run_cli(*train_args(unpaired, "run", "--steps", "2")).exit_code == 0
+    result = run_cli("train", "--resume", unpaired / "run", "--steps", "4", "--seed", "7", "--device", "cpu",
+                     "--export", "--preset", "quick", "--val-every", "3", "--channel", "0")
+    assert result.exit_code == 0, result.output
+    steps = [json.loads(line)["step"] for line in (unpaired / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]
+    assert json.loads((unpaired / "run" / "config.json").read_text())["steps"] == 4
+    assert json.loads(run_cli("info", unpaired / "run", "--json").stdout)["provenance"]["steps"] == 4
+    (warning,) = [line for line in result.stderr.splitlines() if "ignoring" in line]
+    for flag in ("--seed", "--export", "--preset", "--channel"):
+        assert flag in warning
+    for flag in ("--steps", "--device", "--val-every"):
+        assert flag not in warning
+    fewer = run_cli("train", "--resume", unpaired / "run", "--steps", "3")
+    assert fewer.exit_code == 1 and "fewer than the 4 steps" in fewer.stderr
+
+
+def test_fine_tuning_starts_from_a_model(run_cli, unpaired):
+    assert run_cli(*train_args(unpaired, "first", "--steps", "2")).exit_code == 0
+    result = run_cli(*train_args(unpaired, "tuned", "--steps", "1", "--init-from", unpaired / "first"))
+    assert result.exit_code == 0, result.output
+    first = json.loads(run_cli("info", unpaired / "first", "--json").stdout)
+    tuned = json.loads(run_cli("info", unpaired / "tuned", "--json").stdout)
+    assert tuned["config"] == first["config"] and tuned["intensity"] == first["intensity"]
+    assert tuned["provenance"]["train_config"]["init_from"] == str(unpaired / "first")
+    exported = run_cli(*train_args(unpaired, "exported", "--steps", "1", "--export"))
+    assert exported.exit_code == 0
+    refused = run_cli(*train_args(unpaired, "again", "--steps", "1", "--init-from", unpaired / "exported"))
+    assert refused.exit_code == 1 and "fine-tuning needs the full model.pt" in refused.stderr
+
+
+@pytest.mark.parametrize("option", ["--checkpoint-every", "--preview-every", "--val-every"])
+def test_every_zero_is_one_line(run_cli, unpaired, option):
+    result = run_cli(*train_args(unpaired, "run", "--steps", "1", option, "0"))
+    assert result.exit_code == 1 and f"error: {option} must be at least 1 (got 0)" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_training_a_person_can_follow(run_cli, unpaired):
+    write_stack(unpaired / "val" / "noisy.tif", seed=20)
+    write_stack(unpaired / "val" / "clean.tif", seed=21)
+    result = run_cli(*train_args(unpaired, "run", "--steps", "4", "--val-noisy", unpaired / "val" / "noisy.tif",
+                                 "--val-clean", unpaired / "val" / "clean.tif", "--val-every", "2",
+                                 "--preview-every", "2"))
+    assert result.exit_code == 0, result.output
+    lines = result.stderr.splitlines()
+    assert lines[0] == f"note: training in {unpaired / 'run'} (standard preset, 0 of 4 steps done, on cpu)"
+    assert any(line.startswith("step 2/4") and "val PSNR" in line for line in lines)
+    with open(unpaired / "run" / "curves.png", "rb") as png:
+        assert png.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_ctrl_c_names_the_resume_command(run_cli, unpaired, monkeypatch):
+    import iscl_cli.train
+
+    real_step = iscl_cli.train.Run.train_step
+
+    def interrupted_at_step_3(run):
+        if run.step == 2:
+            raise KeyboardInterrupt
+        return real_step(run)
+
+    monkeypatch.setattr(iscl_cli.train.Run, "train_step", interrupted_at_step_3)
+    result = run_cli(*train_args(unpaired, "run", "--steps", "4", "--checkpoint-every", "2"))
+    assert result.exit_code == 130
+    assert result.stderr.splitlines()[-1] == (f"interrupted: at step 2; nothing half-written was left behind; "
+                                              f"continue from step 2 with: iscl train --resume {unpaired / 'run'}")
