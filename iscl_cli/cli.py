@@ -429,6 +429,7 @@ def simulate(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     param: Annotated[list[str], typer.Option("--param", "-p", help="Noise parameter NAME=VALUE; repeatable.")] = [],
     list_models: Annotated[bool, typer.Option("--list", help="List the noise models and their parameters.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUTPUT if it exists.")] = False,
 ) -> None:
     """Write a noisy TIFF stack from a clean one with a noise model practitioners meet."""
     from iscl_cli.simulate import NOISE_MODELS, describe_noise_models, simulate_stack
@@ -440,7 +441,7 @@ def simulate(
         raise IsclError(f"unknown noise model {noise!r}; choose one of {', '.join(NOISE_MODELS)}")
     if input_path is None or output_path is None:
         raise IsclError("give INPUT and OUTPUT TIFF paths")
-    simulate_stack(input_path, output_path, noise, seed=seed, **parse_assignments(param))
+    simulate_stack(input_path, output_path, noise, seed=seed, overwrite=overwrite, **parse_assignments(param))
     out.print(str(output_path), markup=False)
 
 
@@ -452,13 +453,15 @@ def demo(
     device: DeviceOption = "auto",
     threads: ThreadsOption = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Start again in a folder that holds an earlier or interrupted demo (its results are replaced).")] = False,
 ) -> None:
     """Make an unpaired example, train on it, denoise a held-out stack, print PSNR/SSIM, save a preview."""
     from iscl_cli.demo import run_demo
     from iscl_cli.devices import use_threads
 
     use_threads(threads)
-    result = run_demo(out_dir, full=full, device=device, seed=seed, say=lambda line: out.print(line, markup=False))
+    result = run_demo(out_dir, full=full, device=device, seed=seed, overwrite=overwrite,
+                      say=lambda line: out.print(line, markup=False))
     out.print(f"preview: {result['preview']}", markup=False)
 
 

@@ -8,6 +8,7 @@ clean stack and saves a side-by-side preview.
 
 from __future__ import annotations
 
+import shlex
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -22,6 +23,7 @@ from iscl_cli.inference import TileOptions
 from iscl_cli.devices import resolve_device
 from iscl_cli.errors import IsclError
 from iscl_cli.io import open_volumes
+from iscl_cli.io.atomic import remove_path
 from iscl_cli.preview import save_panels
 from iscl_cli.quality import psnr, ssim
 from iscl_cli.simulate import make_unpaired_set
@@ -33,6 +35,8 @@ DEMO_NOISE = "correlated"
 DEMO_SIZES = {"quick": (16, 2, 128, 1000), "full": (48, 8, 256, 4000)}
 # A smaller PSNR gain is no evidence of denoising: a model near the identity gets +0.01 dB.
 LEARNED_GAIN_DB = 0.5
+# What a demo writes besides its data (which it regenerates): removed by ``overwrite``.
+DEMO_RESULTS = ("run", "denoised", "preview.png")
 
 
 def stack_scores(denoised: list[np.ndarray], noisy: list[np.ndarray], clean: list[np.ndarray]) -> dict[str, float]:
@@ -54,16 +58,33 @@ def read_stack(path: Path) -> list[np.ndarray]:
 def run_demo(out_dir: Path, full: bool = False, device: str = "auto", seed: int = 0,
              say: Callable[[str], None] = print, lr: float | None = None,
              network: dict[str, Any] | None = None, steps: int | None = None,
-             beta2: float | None = None, d_lr: float | None = None) -> dict[str, Any]:
+             beta2: float | None = None, d_lr: float | None = None, overwrite: bool = False) -> dict[str, Any]:
     """Generate, train, denoise, score; returns the scores and the paths it wrote.
+
+    A folder that holds an earlier (finished or interrupted) demo is refused unless
+    ``overwrite``, which removes that demo's results first.
 
     ``lr``, ``d_lr``, ``beta2``, ``network`` and ``steps`` change the quick preset's learning
     rates, RAdam beta2, network settings and the demo's step count (for experiments such as benchmarks/demo_settings.py).
     """
+    again = f"iscl demo{' --full' if full else ''} --out {shlex.quote(str(out_dir))} --overwrite"
+    if not overwrite and any((out_dir / name).exists() for name in DEMO_RESULTS):
+        raise IsclError(f"holds an earlier demo; start it again with `{again}`, or pass another --out", out_dir)
+    for name in DEMO_RESULTS:
+        remove_path(out_dir / name)
+    try:
+        return generate_train_denoise_score(out_dir, full=full, device=device, seed=seed, say=say, lr=lr,
+                                            network=network, steps=steps, beta2=beta2, d_lr=d_lr)
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(f"the demo in {out_dir} did not finish; `{again}` starts it again") from None
+
+
+def generate_train_denoise_score(out_dir: Path, full: bool, device: str, seed: int, say: Callable[[str], None],
+                                 lr: float | None, network: dict[str, Any] | None, steps: int | None,
+                                 beta2: float | None, d_lr: float | None) -> dict[str, Any]:
+    """The demo's four steps (``run_demo`` without its checks of the folder)."""
     n_train, n_test, side, demo_steps = DEMO_SIZES["full" if full else "quick"]
     steps = steps or demo_steps
-    if (out_dir / "run").exists() or (out_dir / "denoised").exists():
-        raise IsclError("holds an earlier demo; remove it or pass another --out", out_dir)
     started = time.perf_counter()
     say(f"1/4 making unpaired {DEMO_PHANTOM} phantoms with {DEMO_NOISE} noise in {out_dir / 'data'}")
     data = make_unpaired_set(out_dir / "data", phantom=DEMO_PHANTOM, noise=DEMO_NOISE, n_train=n_train,

@@ -25,9 +25,7 @@ suit images scaled to [0, 1] (``iscl_cli.phantoms`` makes such images), except
 from __future__ import annotations
 
 import inspect
-import os
 import re
-import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -38,6 +36,8 @@ from skimage.transform import iradon, radon
 
 from iscl_cli.ct_series import write_ct_series
 from iscl_cli.errors import IsclError
+from iscl_cli.io.atomic import atomic_path
+from iscl_cli.io.values import integer_range, round_and_clip
 from iscl_cli.phantoms import AIR_HU, PHANTOMS, gaussian_random_field
 
 NoiseModel = Callable[..., np.ndarray]
@@ -426,44 +426,25 @@ def describe_noise_models() -> str:
 
 
 def _write_tiff_atomically(
-    path: Path, slices: Iterable[np.ndarray], shape: tuple[int, ...], dtype: np.dtype, axes: str
+    path: Path, slices: Iterable[np.ndarray], shape: tuple[int, ...], dtype: np.dtype, axes: str,
+    replace: bool = True,
 ) -> None:
-    """Write 2D ``slices`` (already of ``dtype``) as one TIFF series of ``shape``, atomically.
-
-    Everything goes to a temporary file next to ``path`` that replaces ``path`` at the
-    end; on any error the temporary file is removed and ``path`` is untouched.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    temporary = Path(temporary_name)
-    try:
+    """Write 2D ``slices`` (already of ``dtype``) as one TIFF series of ``shape``, atomically
+    (``iscl_cli.io.atomic``: an existing ``path`` is replaced only when ``replace``)."""
+    with atomic_path(path, replace=replace) as temporary:
         # Classic TIFF addresses at most 4 GiB; leave room for the page headers.
         needs_bigtiff = int(np.prod(shape)) * np.dtype(dtype).itemsize > 2**32 - 2**25
-        tifffile.imwrite(
-            temporary,
-            data=iter(slices),
-            shape=shape,
-            dtype=dtype,
-            bigtiff=needs_bigtiff,
-            photometric="minisblack",
-            metadata={"axes": axes},
-        )
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+        tifffile.imwrite(temporary, data=iter(slices), shape=shape, dtype=dtype, bigtiff=needs_bigtiff,
+                         photometric="minisblack", metadata={"axes": axes})
 
 
 def _to_dtype(image: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """``image`` in ``dtype``: integers rounded and clipped to the dtype's range, floats as float32."""
-    if np.issubdtype(dtype, np.integer):
-        limits = np.iinfo(dtype)
-        return np.clip(np.rint(image), limits.min, limits.max).astype(dtype)
-    return image.astype(np.float32)
+    """``image`` in ``dtype``: integers rounded and clipped to the dtype's range, floats as they are."""
+    return round_and_clip(image, dtype, *integer_range(dtype))
 
 
-def simulate_stack(input_path: Path, output_path: Path, noise: str, seed: int, **params: float) -> None:
+def simulate_stack(input_path: Path, output_path: Path, noise: str, seed: int, overwrite: bool = False,
+                   **params: float) -> None:
     """Write a noisy copy of a clean TIFF stack, slice by slice (what ``iscl simulate`` runs).
 
     Every 2D plane of the first series gets the noise model ``noise`` with ``params``;
@@ -473,15 +454,19 @@ def simulate_stack(input_path: Path, output_path: Path, noise: str, seed: int, *
     counts. The output keeps the input's dtype and shape: integer data are rounded and
     clipped to the dtype's range (so 16-bit stays 16-bit and counts stay realistic);
     float data are written as float32. Resolution and ImageJ/OME metadata are not
-    copied. The output is written atomically.
+    copied. The output is written atomically, and replaces an existing file only with
+    ``overwrite``.
 
     Raises:
-        IsclError: unknown model or parameter, unreadable or RGB input, output equal to input.
+        IsclError: unknown model or parameter, unreadable or RGB input, output equal to input,
+            output exists without ``overwrite``.
     """
     model = noise_model(noise, params)
     input_path, output_path = Path(input_path), Path(output_path)
     if output_path.resolve() == input_path.resolve():
         raise IsclError("output would overwrite the input; choose another output path", output_path)
+    if output_path.exists() and not overwrite:
+        raise IsclError("exists; pass --overwrite to replace it", output_path)
     try:
         with tifffile.TiffFile(input_path) as tiff:
             series = tiff.series[0]
@@ -500,7 +485,7 @@ def simulate_stack(input_path: Path, output_path: Path, noise: str, seed: int, *
                 )
                 for i in range(n_planes)
             )
-            _write_tiff_atomically(output_path, noisy_planes, series.shape, dtype, series.axes)
+            _write_tiff_atomically(output_path, noisy_planes, series.shape, dtype, series.axes, replace=overwrite)
     except FileNotFoundError:
         raise IsclError("no such file", input_path) from None
     except tifffile.TiffFileError as error:

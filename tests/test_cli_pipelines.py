@@ -282,3 +282,42 @@ def test_ctrl_c_names_the_resume_command(run_cli, unpaired, monkeypatch):
     assert result.exit_code == 130
     assert result.stderr.splitlines()[-1] == (f"interrupted: at step 2; nothing half-written was left behind; "
                                               f"continue from step 2 with: iscl train --resume {unpaired / 'run'}")
+
+
+def current_umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_simulate_writes_readable_files_and_keeps_existing_ones(run_cli, tmp_path):
+    clean = write_stack(tmp_path / "clean.tif")
+    noisy = tmp_path / "noisy.tif"
+    assert run_cli("simulate", "poisson_gaussian", clean, noisy).exit_code == 0
+    assert noisy.stat().st_mode & 0o777 == 0o666 & ~current_umask()
+    before = noisy.read_bytes()
+    refused = run_cli("simulate", "poisson_gaussian", clean, noisy, "--seed", "1")
+    assert refused.exit_code == 1 and "exists; pass --overwrite" in refused.stderr
+    assert noisy.read_bytes() == before
+    assert run_cli("simulate", "poisson_gaussian", clean, noisy, "--seed", "1", "--overwrite").exit_code == 0
+    assert noisy.read_bytes() != before
+
+
+def test_an_interrupted_demo_says_how_to_start_again(run_cli, tmp_path, monkeypatch):
+    import iscl_cli.demo
+
+    def interrupted(out_dir, **settings):
+        (out_dir / "run").mkdir(parents=True)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(iscl_cli.demo, "generate_train_denoise_score", interrupted)
+    result = run_cli("demo", "--out", tmp_path / "demo")
+    again = f"iscl demo --out {tmp_path / 'demo'} --overwrite"
+    assert result.exit_code == 130 and f"`{again}` starts it again" in result.stderr
+    refused = run_cli("demo", "--out", tmp_path / "demo")
+    assert refused.exit_code == 1 and f"start it again with `{again}`" in refused.stderr
+    monkeypatch.setattr(iscl_cli.demo, "generate_train_denoise_score", lambda out_dir, **_: {"preview": "p.png"})
+    assert run_cli("demo", "--out", tmp_path / "demo", "--overwrite").exit_code == 0
+    assert not (tmp_path / "demo" / "run").exists()
