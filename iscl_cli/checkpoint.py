@@ -8,6 +8,8 @@ atomic (temporary file, then rename).
 from __future__ import annotations
 
 import logging
+import pickle
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ import torch
 from iscl_cli.errors import IsclError
 from iscl_cli.intensity import IntensityMapping
 from iscl_cli.io.atomic import atomic_path
+from iscl_cli.memory import format_bytes, memory_budget
 from models.iscl import ISCL, ISCLConfig
 
 MODEL_FORMAT = "iscl-model"
@@ -26,6 +29,10 @@ MODEL_FILE = "model.pt"
 CHECKPOINT_FILE = "checkpoint.pt"
 INFERENCE_NETS = ("F", "H")
 ALL_NETS = ("F", "G", "H", "D_X", "D_Y")
+DEPTH_SETTINGS = ("gen_blocks", "ext_depth", "disc_layers", "unet_depth")
+LAYER_LIMIT = 512
+"""More layers than any iscl network has (the paper's extractor has 20): a model file
+declaring more is damaged or hostile, and merely building it would take minutes."""
 
 log = logging.getLogger("iscl")
 
@@ -47,14 +54,22 @@ def save_atomic(payload: dict[str, Any], path: Path) -> None:
 
 
 def load_trusted_dict(path: Path, what: str) -> dict[str, Any]:
-    """``torch.load(weights_only=True)`` with every failure turned into one IsclError line."""
+    """``torch.load(weights_only=True)`` with every failure turned into one IsclError line.
+
+    torch's own messages are not passed on: for files holding other objects they advise
+    loading with ``weights_only=False``, which would let the file run code.
+    """
     if not path.is_file():
         raise IsclError(f"{what} not found", path)
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many types for foreign or damaged files
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise IsclError(f"not a readable {what} ({first_line})", path) from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch warns about pickle protocols of foreign files
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise IsclError(f"not a readable {what}: it holds Python objects other than tensors and plain values, "
+                        "which iscl never loads (a file iscl did not write, or a tampered one)", path) from None
+    except Exception:  # torch raises many types for foreign or damaged files
+        raise IsclError(f"not a readable {what}: damaged, truncated, or not written by iscl", path) from None
     if not isinstance(payload, dict):
         raise IsclError(f"not an iscl {what}", path)
     return payload
@@ -81,13 +96,14 @@ def load_model(path: Path, device: torch.device | str = "cpu") -> LoadedModel:
     payload = load_trusted_dict(path, "model file")
     if payload.get("format") != MODEL_FORMAT:
         raise IsclError("not an iscl model file (it may be a training checkpoint: use the run's model.pt)", path)
-    if payload.get("format_version", 0) > MODEL_FORMAT_VERSION:
-        raise IsclError(f"written by a newer iscl (model format {payload['format_version']}); upgrade iscl", path)
+    version = payload.get("format_version", 0)
+    if not isinstance(version, int):
+        raise IsclError(f"damaged model file (format version {version!r})", path)
+    if version > MODEL_FORMAT_VERSION:
+        raise IsclError(f"written by a newer iscl (model format {version}); upgrade iscl", path)
     try:
-        model = ISCL(ISCLConfig.from_dict(payload["config"]))
-        for name, state in payload["nets"].items():
-            getattr(model, name).load_state_dict(state)
         mapping = IntensityMapping.from_dict(payload["intensity"])
+        model = build_model(ISCLConfig.from_dict(payload["config"]), payload["nets"])
         card = {"path": str(path), "nets": sorted(payload["nets"]), "config": payload["config"],
                 "intensity": payload["intensity"], "provenance": payload.get("provenance", {})}
     except KeyError as error:
@@ -99,6 +115,35 @@ def load_model(path: Path, device: torch.device | str = "cpu") -> LoadedModel:
         raise IsclError(f"model file lacks the {', '.join(missing)} network(s)", path)
     model.to(device).eval()
     return LoadedModel(path, model, mapping, card)
+
+
+def build_model(config: ISCLConfig, nets: dict[str, dict[str, torch.Tensor]]) -> ISCL:
+    """The networks of ``config`` holding the weights ``nets`` (by network name).
+
+    Before anything is allocated the architecture is checked against the weights (on
+    torch's meta device, which holds no memory): a few kilobytes claiming huge networks
+    raise ValueError instead of allocating gigabytes. Non-finite weights raise too.
+    """
+    too_deep = [name for name in DEPTH_SETTINGS if getattr(config, name) > LAYER_LIMIT]
+    if too_deep:
+        raise ValueError(f"{too_deep[0]}={getattr(config, too_deep[0])}: more layers than any iscl network has")
+    with torch.device("meta"):
+        skeleton = ISCL(config)
+    for name, state in nets.items():
+        needed = sum(tensor.numel() for tensor in getattr(skeleton, name).state_dict().values())
+        held = sum(tensor.numel() for tensor in state.values())
+        if needed != held:
+            raise ValueError(f"its architecture needs {needed} values in network {name}, the file holds {held}")
+        if not all(torch.isfinite(tensor).all() for tensor in state.values() if tensor.is_floating_point()):
+            raise ValueError(f"network {name} holds NaN or infinite weights")
+    weight_bytes = sum(tensor.numel() * tensor.element_size() for tensor in skeleton.state_dict().values())
+    if weight_bytes > memory_budget():
+        raise ValueError(f"its networks would need {format_bytes(weight_bytes)} of memory, more than "
+                         f"the {format_bytes(memory_budget())} iscl allows itself here")
+    model = ISCL(config)
+    for name, state in nets.items():
+        getattr(model, name).load_state_dict(state)
+    return model
 
 
 def read_model_card(path: Path) -> dict[str, Any]:

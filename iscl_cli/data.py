@@ -88,10 +88,7 @@ class PatchSampler:
             self._cache.move_to_end(key)
             return self._cache[key]
         volume = self.volumes[volume_index]
-        physical = volume.read_slice(slice_index)
-        if not np.isfinite(physical).all():
-            raise IsclError(f"slice {slice_index} contains NaN or infinite pixel values", volume.source)
-        image = self.mapping.to_model(physical, self.domain)
+        image = self.mapping.to_model(volume.read_finite_slice(slice_index), self.domain)
         self._cache[key] = image
         while len(self._cache) > 1 and sum(a.nbytes for a in self._cache.values()) > self.cache_bytes:
             self._cache.popitem(last=False)

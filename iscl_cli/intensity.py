@@ -6,8 +6,11 @@ The mapping is fitted once on the training data and stored in the model file, so
 
 from __future__ import annotations
 
+import logging
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from numbers import Real
 from typing import Any
 
 import numpy as np
@@ -15,7 +18,12 @@ import numpy as np
 from iscl_cli.errors import IsclError
 from iscl_cli.volume import Volume
 
+LOG = logging.getLogger("iscl")
+
 DEFAULT_PERCENTILES = (0.01, 99.99)
+DISTINCT_SPAN_RATIO = 4.0
+"""Domains whose fitted spans differ more than this many times, or overlap by less than
+half the smaller span, get a note suggesting ``--per-domain``."""
 
 
 @dataclass(frozen=True)
@@ -32,6 +40,13 @@ class IntensityMapping:
     clean_low: float
     clean_high: float
     source: str  # how it was fitted: "percentiles 0.1-99.9, shared", "window -160,240", ...
+
+    def __post_init__(self) -> None:
+        for domain in ("noisy", "clean"):
+            low, high = self._range(domain)
+            numbers = all(isinstance(value, Real) and not isinstance(value, bool) for value in (low, high))
+            if not (numbers and math.isfinite(low) and math.isfinite(high) and high > low):
+                raise ValueError(f"the {domain} intensity range [{low}, {high}] is not two finite numbers, low < high")
 
     @property
     def shared(self) -> bool:
@@ -69,6 +84,8 @@ def parse_window(text: str) -> tuple[float, float]:
         low, high = (float(part) for part in text.split(","))
     except ValueError:
         raise IsclError(f"--window must be two numbers LO,HI (got {text!r})") from None
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise IsclError(f"--window must be two finite numbers (got {text!r})")
     if not high > low:
         raise IsclError(f"--window needs LO < HI (got {text!r})")
     return low, high
@@ -85,7 +102,7 @@ def sample_pixels(volumes: Sequence[Volume], rng: np.random.Generator, max_slice
     samples = []
     for pick in sorted(picks):
         volume, index = slots[pick]
-        values = volume.read_slice(index).ravel()
+        values = volume.read_finite_slice(index).ravel()
         if values.size > pixels_per_slice:
             values = values[rng.choice(values.size, size=pixels_per_slice, replace=False)]
         samples.append(values)
@@ -94,8 +111,6 @@ def sample_pixels(volumes: Sequence[Volume], rng: np.random.Generator, max_slice
 
 def robust_range(pixels: np.ndarray, percentiles: tuple[float, float], what: str) -> tuple[float, float]:
     """Percentile range of ``pixels``; refuses data with no usable contrast."""
-    if not np.isfinite(pixels).all():
-        raise IsclError("contains NaN or infinite pixel values", what)
     low, high = (float(v) for v in np.percentile(pixels, percentiles))
     if not high > low:
         raise IsclError(f"has no contrast: the {percentiles[0]}-{percentiles[1]} percentile range is "
@@ -125,4 +140,16 @@ def fit_intensity(noisy: Sequence[Volume], clean: Sequence[Volume], seed: int = 
         c_low, c_high = robust_range(clean_pixels, percentiles, "clean training data")
         return IntensityMapping(n_low, n_high, c_low, c_high, f"{label}, per domain")
     low, high = robust_range(np.concatenate([noisy_pixels, clean_pixels]), percentiles, "training data")
+    noisy_range, clean_range = (tuple(np.percentile(pixels, percentiles)) for pixels in (noisy_pixels, clean_pixels))
+    if ranges_differ(noisy_range, clean_range):
+        LOG.warning("the noisy data span [%g, %g] and the clean data [%g, %g]: one shared intensity range fits "
+                    "neither (other bit depths, instruments or contrasts?); if the domains differ in scale, train "
+                    "with --per-domain (docs/data.md)", *noisy_range, *clean_range)
     return IntensityMapping(low, high, low, high, f"{label}, shared")
+
+
+def ranges_differ(first: tuple[float, float], second: tuple[float, float]) -> bool:
+    """Whether two value ranges differ so much that one range cannot map both well."""
+    spans = sorted((first[1] - first[0], second[1] - second[0]))
+    overlap = min(first[1], second[1]) - max(first[0], second[0])
+    return spans[1] > DISTINCT_SPAN_RATIO * spans[0] or overlap < 0.5 * spans[0]

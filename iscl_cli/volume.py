@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from iscl_cli.errors import IsclError
+
 
 class Volume(ABC):
     """One TIFF stack or one DICOM series, read slice by slice.
@@ -56,6 +58,13 @@ class Volume(ABC):
         ``"denoised by iscl 0.1.0, model run-20261128-1200/model.pt"``) is recorded in the
         output (TIFF description, DICOM DerivationDescription).
         """
+
+    def read_finite_slice(self, index: int) -> np.ndarray:
+        """``read_slice``, refusing a slice with NaN or infinite values (what training reads)."""
+        image = self.read_slice(index)
+        if not np.isfinite(image).all():
+            raise IsclError(f"slice {index} contains NaN or infinite pixel values", self.source)
+        return image
 
     def slices(self) -> Iterator[np.ndarray]:
         """All slices in order, one at a time."""

@@ -26,6 +26,14 @@ def run_cli():
     return invoke
 
 
+@pytest.fixture
+def notes(caplog, monkeypatch):
+    """``caplog`` holding the ``note:`` lines of the "iscl" logger (the CLI turns their propagation off)."""
+    monkeypatch.setattr(logging.getLogger("iscl"), "propagate", True)
+    caplog.set_level(logging.INFO, logger="iscl")
+    return caplog
+
+
 class SmallDisk:
     """A 1 MiB file system at ``path`` that a test can fill up."""
 

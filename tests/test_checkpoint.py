@@ -44,13 +44,44 @@ def test_a_model_file_cannot_run_code(tmp_path):
     assert not (tmp_path / "pwned").exists()
 
 
-@pytest.mark.parametrize("content", [b"", b"not a model", pickle.dumps([1, 2])])
-def test_foreign_files_give_one_line(tmp_path, content):
+@pytest.mark.parametrize("content", [b"", b"not a model", pickle.dumps([1, 2]), pickle.dumps({"a": 1}, protocol=4),
+                                     bytes(range(256)) * 20])
+def test_foreign_files_give_one_line_without_torch_advice_or_warnings(tmp_path, content, recwarn):
     path = tmp_path / "model.pt"
     path.write_bytes(content)
     with pytest.raises(IsclError) as error:
         load_model(path)
     assert str(error.value).startswith(str(path)) and "\n" not in str(error.value)
+    assert "weights_only" not in str(error.value)
+    assert not recwarn.list  # torch's "Detected pickle protocol 4" must not reach stderr
+
+
+def test_a_file_holding_objects_says_so_without_the_dangerous_advice(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "iscl-model", "x": Payload()}, path)
+    with pytest.raises(IsclError) as error:
+        load_model(path)
+    assert "holds Python objects other than tensors and plain values, which iscl never loads" in str(error.value)
+    assert "weights_only" not in str(error.value)
+
+
+def test_a_tiny_file_declaring_huge_networks_is_refused_before_allocating(tmp_path):
+    path = tiny_model_file(tmp_path / "model.pt")
+    payload = torch.load(path, weights_only=True)
+    payload["config"]["gen_base"] = 4096  # would take about 150 GB to build
+    torch.save(payload, path)
+    with pytest.raises(IsclError, match=r"damaged model file \(its architecture needs \d+ values in network F, "
+                                        r"the file holds \d+\)"):
+        load_model(path)
+
+
+def test_a_file_declaring_absurdly_deep_networks_is_refused_before_building(tmp_path):
+    path = tiny_model_file(tmp_path / "model.pt", export=True)
+    payload = torch.load(path, weights_only=True)
+    payload["config"]["disc_layers"] = 10**7  # the discriminators are not in an exported file
+    torch.save(payload, path)
+    with pytest.raises(IsclError, match="disc_layers=10000000: more layers than any iscl network has"):
+        load_model(path)
 
 
 def test_missing_model_file(tmp_path):
@@ -81,6 +112,10 @@ def test_no_default_model_is_a_clear_error(tmp_path):
     lambda payload: payload["config"].update(colour=3),
     lambda payload: payload["intensity"].clear(),
     lambda payload: payload["nets"]["F"].popitem(),
+    lambda payload: payload["intensity"].update(noisy_low=float("nan"), noisy_high=float("nan")),
+    lambda payload: payload["intensity"].update(clean_high=-1e9),
+    lambda payload: payload["nets"]["F"][next(iter(payload["nets"]["F"]))].fill_(float("nan")),
+    lambda payload: payload.update(format_version="1"),
 ])
 def test_a_damaged_model_file_gives_one_line(tmp_path, damage):
     path = tiny_model_file(tmp_path / "model.pt")

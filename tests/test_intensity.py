@@ -50,14 +50,34 @@ def test_constant_data_is_refused():
         fit_intensity([volume], [volume])
 
 
-def test_nan_data_is_refused():
-    data = np.random.default_rng(0).normal(size=(1, 16, 16))
-    data[0, 3, 3] = np.nan
-    with pytest.raises(IsclError, match="NaN"):
-        fit_intensity([ArrayVolume(data)], [ArrayVolume(data)])
+def test_nan_data_is_refused_naming_the_file_and_slice():
+    data = np.random.default_rng(0).normal(size=(2, 16, 16))
+    data[1, 3, 3] = np.nan
+    clean = ArrayVolume(np.random.default_rng(1).normal(size=(1, 16, 16)), name="ref/b.tif")
+    with pytest.raises(IsclError, match="raw/a.tif: slice 1 contains NaN or infinite pixel values"):
+        fit_intensity([ArrayVolume(data, name="raw/a.tif")], [clean])
 
 
-@pytest.mark.parametrize("text", ["5", "a,b", "10,0", "1,2,3"])
+def test_domains_of_very_different_ranges_get_a_note_suggesting_per_domain(notes):
+    rng = np.random.default_rng(2)
+    noisy = ArrayVolume(rng.uniform(259, 1758, size=(2, 32, 32)))  # uint16 counts
+    clean = ArrayVolume(rng.uniform(0, 255, size=(2, 32, 32)))  # uint8 grey values
+    fit_intensity([noisy], [clean])
+    assert "one shared intensity range fits neither" in notes.text and "--per-domain" in notes.text
+    notes.clear()
+    fit_intensity([noisy], [ArrayVolume(rng.uniform(300, 1700, size=(2, 32, 32)))])
+    fit_intensity([noisy], [clean], per_domain=True)
+    assert notes.text == ""
+
+
+@pytest.mark.parametrize("values", [dict(noisy_low=float("nan")), dict(clean_high=float("inf")),
+                                    dict(noisy_high=-5.0), dict(clean_low="0")])
+def test_a_mapping_must_be_finite_and_increasing(values):
+    with pytest.raises(ValueError, match="is not two finite numbers, low < high"):
+        IntensityMapping(**{**IntensityMapping(0.0, 1.0, 0.0, 1.0, "window").to_dict(), **values})
+
+
+@pytest.mark.parametrize("text", ["5", "a,b", "10,0", "1,2,3", "-inf,inf", "nan,1"])
 def test_bad_windows_are_refused(text):
     with pytest.raises(IsclError, match="--window"):
         parse_window(text)

@@ -123,7 +123,7 @@ def test_a_kill_while_replacing_a_folder_leaves_the_old_or_the_new_never_none(tm
     assert hidden_names(tmp_path) == []
 
 
-def test_leftovers_of_dead_processes_are_removed_and_live_ones_kept(tmp_path, caplog):
+def test_leftovers_of_dead_processes_are_removed_and_live_ones_kept(tmp_path, notes):
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     dead_pid = int(dead.stdout)
     (tmp_path / f".vol.tif.tmp-{atomic.HOST}-{dead_pid}-0123abcd").write_bytes(b"partial")
@@ -134,7 +134,7 @@ def test_leftovers_of_dead_processes_are_removed_and_live_ones_kept(tmp_path, ca
         clean_leftovers(tmp_path)
     assert hidden_names(tmp_path) == sorted([f".checkpoint.pt.tmp-{atomic.HOST}-{os.getpid()}-0123abcf",
                                              f".x.tif.tmp-otherhost-{dead_pid}-0123abd0"])
-    assert "removed 2 unfinished output(s)" in caplog.text
+    assert "removed 2 unfinished output(s)" in notes.text
 
 
 def test_a_full_disk_is_said_in_words(tmp_path, monkeypatch):
