@@ -130,8 +130,7 @@ def test_leftovers_of_dead_processes_are_removed_and_live_ones_kept(tmp_path, no
     (tmp_path / f".ser.tmp-{atomic.HOST}-{dead_pid}-0123abce").mkdir()
     (tmp_path / f".checkpoint.pt.tmp-{atomic.HOST}-{os.getpid()}-0123abcf").write_bytes(b"in progress")
     (tmp_path / f".x.tif.tmp-otherhost-{dead_pid}-0123abd0").write_bytes(b"another machine's")
-    with caplog.at_level("INFO", logger="iscl"):
-        clean_leftovers(tmp_path)
+    clean_leftovers(tmp_path)
     assert hidden_names(tmp_path) == sorted([f".checkpoint.pt.tmp-{atomic.HOST}-{os.getpid()}-0123abcf",
                                              f".x.tif.tmp-otherhost-{dead_pid}-0123abd0"])
     assert "removed 2 unfinished output(s)" in notes.text
