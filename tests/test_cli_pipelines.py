@@ -9,6 +9,7 @@ import pydicom
 import pytest
 import tifffile
 
+from iscl_cli.train import DEFAULT_PRESET, PRESETS, TrainConfig
 from tests.tiny import TINY_NETWORK, tiny_model_file
 
 TINY_NET_OPTIONS = [f"--net={name}={value}" for name, value in TINY_NETWORK.items()]
@@ -321,3 +322,32 @@ def test_an_interrupted_demo_says_how_to_start_again(run_cli, tmp_path, monkeypa
     monkeypatch.setattr(iscl_cli.demo, "generate_train_denoise_score", lambda out_dir, **_: {"preview": "p.png"})
     assert run_cli("demo", "--out", tmp_path / "demo", "--overwrite").exit_code == 0
     assert not (tmp_path / "demo" / "run").exists()
+
+
+@pytest.mark.parametrize("command", ["train", "denoise", "inspect", "info", "simulate", "demo"])
+def test_help_shows_defaults_plain_flags_and_exit_codes(run_cli, command):
+    text = run_cli(command, "--help").stdout
+    assert "<bool>" not in text
+    assert "Exit status: 0 done; 1 " in " ".join(text.split())
+    if command == "train":
+        flat = " ".join(text.split())
+        for option in ("--steps", "--batch-size", "--patch-size", "--lr", "--d-lr", "--beta2"):
+            assert f"{option} " in flat
+        steps = ", ".join(f"{name} {preset['steps']}" for name, preset in PRESETS.items())
+        assert f"[default: (the preset's: {steps})]" in flat
+        for option in ("--val-every", "--checkpoint-every", "--preview-every"):
+            default = getattr(TrainConfig.from_preset(DEFAULT_PRESET, noisy=[], clean=[]), option[2:].replace("-", "_"))
+            assert flat.split(option, 1)[1].split("[default: ", 1)[1].startswith(f"{default}]")
+
+
+def test_shell_completion_is_offered(run_cli):
+    text = run_cli("--help").stdout
+    assert "--install-completion" in text and "--show-completion" in text
+
+
+def test_a_flag_given_a_value_gets_a_hint(run_cli, tmp_path):
+    model = tiny_model_file(tmp_path / "model.pt")
+    result = run_cli("denoise", write_stack(tmp_path / "a.tif"), "-o", tmp_path / "out", "--model", model,
+                     "--json", "true")
+    assert result.exit_code == 1
+    assert "true: no such file or folder (flags such as --json take no value" in result.stderr

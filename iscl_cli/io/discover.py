@@ -110,6 +110,8 @@ def _candidates(spec: str | Path) -> list[Candidate]:
         root = _pattern_root(str(spec))
         files = [file for match in map(Path, matches) for file in ([match] if match.is_file() else _files_under(match))]
         return [Candidate(file, root, named=False) for file in files]
+    if str(spec).lower() in ("true", "false"):  # `--json true`: the flag took no value, the word became an input
+        raise IsclError("no such file or folder (flags such as --json take no value: leave out true/false)", spec)
     raise IsclError("no such file or folder", spec)
 
 
