@@ -100,9 +100,10 @@ def gflop_per_megapixel(model: Model, device: torch.device) -> float:
     return counter.get_total_flops() / 1e9 / (FLOP_COUNT_SIDE**2 / 1e6)
 
 
-def slice_methods(args: argparse.Namespace, device: torch.device, amp_dtype: torch.dtype | None
+def slice_methods(args: argparse.Namespace, device: torch.device, amp_dtype: torch.dtype | None, alignment: int
                   ) -> dict[str, Callable[[torch.Tensor, Model], torch.Tensor]]:
-    """The three ways to denoise a (1, H, W) slice with a model, by name."""
+    """The three ways to denoise a (1, H, W) slice with a model, by name (ours with tile
+    origins on multiples of ``alignment``, the model's translation step)."""
     from monai.inferers import sliding_window_inference as monai_sliding_window_inference
 
     def autocast() -> torch.autocast:
@@ -114,7 +115,7 @@ def slice_methods(args: argparse.Namespace, device: torch.device, amp_dtype: tor
 
     def ours(image: torch.Tensor, model: Model) -> torch.Tensor:
         return sliding_window_inference(image, model, tile_size=args.tile_size, overlap=args.overlap,
-                                        batch_size=args.batch_size, amp_dtype=amp_dtype)
+                                        batch_size=args.batch_size, amp_dtype=amp_dtype, alignment=alignment)
 
     def monai(image: torch.Tensor, model: Model) -> torch.Tensor:
         with torch.inference_mode(), autocast():
@@ -160,7 +161,7 @@ def psnr_db(result: torch.Tensor, reference: torch.Tensor) -> float:
 
 
 def time_series(args: argparse.Namespace, model: Model, device: torch.device,
-                amp_dtype: torch.dtype | None) -> dict[str, Any]:
+                amp_dtype: torch.dtype | None, alignment: int) -> dict[str, Any]:
     """Ours on ``--series`` slices of ``--series-side`` pixels, one after another as ``iscl denoise`` runs them."""
     count, side = args.series, args.series_side
     slices = torch.rand(count, 1, side, side, device=device) * 2 - 1
@@ -168,7 +169,7 @@ def time_series(args: argparse.Namespace, model: Model, device: torch.device,
     started = time.perf_counter()
     for image in slices:
         sliding_window_inference(image, model, tile_size=args.tile_size, overlap=args.overlap,
-                                 batch_size=args.batch_size, amp_dtype=amp_dtype)
+                                 batch_size=args.batch_size, amp_dtype=amp_dtype, alignment=alignment)
     synchronize(device)
     seconds = time.perf_counter() - started
     return {"slices": count, "side": side, "seconds": seconds, "megapixels_per_second": count * side**2 / 1e6 / seconds}
@@ -208,7 +209,7 @@ def main() -> None:
     runs, series = [], {}
     for precision in args.precisions:
         amp_dtype = PRECISIONS[precision]
-        methods = slice_methods(args, device, amp_dtype)
+        methods = slice_methods(args, device, amp_dtype, model.translation_step)
         if device.type == "cuda":
             warm_up(methods, model.denoise, device, args.tile_size)
         for side in args.sizes:
@@ -216,7 +217,7 @@ def main() -> None:
             runs.append(run)
             print_table([run])
         if args.series:
-            series[precision] = time_series(args, model.denoise, device, amp_dtype)
+            series[precision] = time_series(args, model.denoise, device, amp_dtype, model.translation_step)
             print(f"series of {args.series} slices of {args.series_side}^2, {precision}: "
                   f"{series[precision]['megapixels_per_second']:.3g} Mpx/s ({series[precision]['seconds']:.1f} s)")
 

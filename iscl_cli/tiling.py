@@ -36,9 +36,6 @@ BLEND_MODES: tuple[str, ...] = ("gaussian", "cosine", "constant")
 EDGE_WEIGHT = 1e-8
 # The gaussian crossfade's standard deviation, as a fraction of the crossfade's width.
 GAUSSIAN_SIGMA = 0.25
-# ISCL.translation_step of a model trained on the paper's 64-pixel patches; a multiple of
-# the step of smaller windows too. Callers that have the model pass its own.
-DEFAULT_ALIGNMENT = 16
 
 
 def sliding_window_inference(
@@ -50,7 +47,7 @@ def sliding_window_inference(
     batch_size: int = 4,
     device: torch.device | str | None = None,
     amp_dtype: torch.dtype | None = None,
-    alignment: int = DEFAULT_ALIGNMENT,
+    alignment: int = 1,
 ) -> torch.Tensor:
     """Run ``model`` over ``image`` tile by tile and blend the tiles into one output slice.
 
@@ -96,8 +93,8 @@ def sliding_window_inference(
         alignment: tile offsets are multiples of this. Pass the shift the model is
             equivariant to, ``ISCL.translation_step`` (or at least its generator's
             downsampling, 4): a stride-2 network shifted by an odd number of pixels samples
-            a different grid and gives a different result. The default, 16, is the step of
-            a model trained on 64-pixel patches; 1 suits a model without strides.
+            a different grid and gives a different result; ``iscl_cli.inference.tile_alignment``
+            gives it for an ISCL model. The default, 1, suits a model without strides.
 
     Returns:
         (C', H, W) float32 tensor on ``image.device``.

@@ -243,7 +243,8 @@ def test_a_random_iscl_model_at_the_default_tile_size_stays_close_to_its_whole_i
     ({"tile_size": 0}, "tile_size"),
     ({"tile_size": (8, 8, 8)}, "tile_size"),
     ({"overlap": 1.5}, "fractional overlap"),
-    ({"tile_size": 32, "overlap": 30}, "overlap must be"),
+    ({"tile_size": 32, "overlap": 31}, "overlap must be"),
+    ({"tile_size": 32, "overlap": 8, "alignment": 16}, "overlap must be"),
     ({"alignment": 0}, "alignment"),
 ])
 def test_invalid_arguments_are_refused(arguments, message):
