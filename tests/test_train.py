@@ -206,7 +206,7 @@ def test_the_quick_preset_learns_to_denoise_unpaired_phantoms(tmp_path, run_cli)
                              shape=(128, 128), seed=2)
     # 300 of the preset's 1000 steps keep the test near a minute and already denoise.
     trained = run_cli("train", "--noisy", data["noisy"], "--clean", data["clean"], "--out", tmp_path / "run",
-                      "--steps", 300, "--device", "cpu", "--quiet")
+                      "--preset", "quick", "--steps", 300, "--device", "cpu", "--quiet")
     assert trained.exit_code == 0, trained.output
     denoised = run_cli("denoise", data["test_noisy"], "-o", tmp_path / "out", "--model", tmp_path / "run" / "model.pt",
                        "--device", "cpu", "--quiet")
