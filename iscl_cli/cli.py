@@ -118,6 +118,9 @@ ThreadsOption = Annotated[Optional[int], typer.Option(
          "fewer run faster (see docs/install.md).", show_default=False)]
 
 DEFAULT_TILES = TileOptions()
+# The default overlap as a fraction of the default tile, so that it follows --tile-size.
+DEFAULT_OVERLAP = DEFAULT_TILES.overlap if isinstance(DEFAULT_TILES.overlap, float) \
+    else DEFAULT_TILES.overlap / DEFAULT_TILES.tile_size
 PRESET_CONFIGS = {name: TrainConfig.from_preset(name, noisy=[], clean=[]) for name in PRESETS}
 DEFAULT_CONFIG = PRESET_CONFIGS[DEFAULT_PRESET]
 
@@ -127,11 +130,6 @@ def per_preset(setting: str) -> str:
     values = {name: getattr(config, setting) for name, config in PRESET_CONFIGS.items()}
     return "the preset's: " + ", ".join(f"{name} {'as --lr' if value is None else f'{value:g}'}"
                                         for name, value in values.items())
-
-
-# The default overlap as a fraction of the default tile, so that it follows --tile-size.
-DEFAULT_OVERLAP = DEFAULT_TILES.overlap if isinstance(DEFAULT_TILES.overlap, float) \
-    else DEFAULT_TILES.overlap / DEFAULT_TILES.tile_size
 
 
 @app.command(epilog=EXIT_STATUS)
@@ -226,7 +224,7 @@ class TrainProgress:
 def options_given(ctx: typer.Context) -> dict[str, str]:
     """The options typed on the command line: parameter name -> its flag."""
     return {parameter.name: parameter.opts[0] for parameter in ctx.command.params
-            if ctx.get_parameter_source(parameter.name).name == "COMMANDLINE"}
+            if ctx.get_parameter_source(parameter.name).name == "COMMANDLINE"}  # the enum lives in typer's private click
 
 
 def spread_option_values(args: list[str], options: Sequence[str]) -> list[str]:
