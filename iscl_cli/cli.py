@@ -336,6 +336,7 @@ def denoise(
     channel: ChannelOption = None,
     write_noise: Annotated[bool, typer.Option("--write-noise", help="Also write the removed noise (input - output) as <name>.noise.tif (float32).")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace outputs that already exist.")] = False,
+    allow_clipping: Annotated[bool, typer.Option("--allow-clipping", help="Denoise slices even when most of their pixels lie outside the model's intensity range (they are clipped to it).")] = False,
     skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Leave inputs whose outputs exist alone (a re-run after a failure does only what is missing).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no notes; the results and errors still appear.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON summary on stdout.")] = False,
@@ -377,7 +378,8 @@ def denoise(
                   TimeElapsedColumn(), TimeRemainingColumn(), console=err, disable=not show_bar,
                   redirect_stdout=out.is_terminal) as bar:  # results piped to a file stay out of the bar
         task = bar.add_task("slices", total=plan.total_slices)
-        jobs = run_plan(plan, loaded, output, tiles, on_slice=lambda: bar.advance(task), on_job=report)
+        jobs = run_plan(plan, loaded, output, tiles, on_slice=lambda: bar.advance(task), on_job=report,
+                        allow_clipping=allow_clipping)
     failed = [job for job in jobs if job.error]
     if as_json:
         summary = {"model": str(loaded.path), "jobs": [job.summary() for job in jobs],

@@ -25,6 +25,7 @@ from iscl_cli import __version__
 from iscl_cli.checkpoint import LoadedModel
 from iscl_cli.errors import IsclError, unexpected_error_line
 from iscl_cli.inference import TileOptions, denoise_image
+from iscl_cli.input_checks import InputTally, fill_non_finite
 from iscl_cli.io import open_volumes
 from iscl_cli.io.atomic import atomic_path
 from iscl_cli.noise_check import NoiseCheck, structure_score
@@ -53,15 +54,18 @@ def noise_output_path(out_dir: Path, volume: Volume) -> Path:
 
 def denoise_volume(volume: Volume, loaded: LoadedModel, out_path: Path, tiles: TileOptions,
                    noise_path: Path | None = None, on_slice: Callable[[], None] | None = None,
-                   overwrite: bool = False) -> NoiseCheck:
+                   overwrite: bool = False, allow_clipping: bool = False) -> NoiseCheck:
     """Denoise every slice of ``volume`` and write them in its format to ``out_path``.
 
     With ``noise_path``, the removed noise (input - output, physical units) is also written,
     as a float32 TIFF stack. Both outputs appear only when complete, and replace existing
-    files only with ``overwrite`` (see ``Volume.write``). Returns the structure
-    score of each slice's removed noise (``iscl_cli.noise_check``).
+    files only with ``overwrite`` (see ``Volume.write``). NaN and infinite pixels stay as
+    they were; a slice mostly outside the model's intensity range is refused unless
+    ``allow_clipping`` (``iscl_cli.input_checks``). Returns the structure score of each
+    slice's removed noise (``iscl_cli.noise_check``).
     """
     check = NoiseCheck([])
+    tally = InputTally(volume.source, loaded.mapping, allow_clipping)
     note = f"denoised by iscl {__version__} with model {loaded.path}"
     rows, cols = volume.shape
     with ExitStack() as stack:
@@ -72,9 +76,13 @@ def denoise_volume(volume: Volume, loaded: LoadedModel, out_path: Path, tiles: T
             noise_writer = stack.enter_context(tifffile.TiffWriter(temporary, bigtiff=big))
 
         def denoised_slices() -> Iterator[np.ndarray]:
-            for image in prefetched_slices(volume):
-                denoised = denoise_image(image, loaded.model, loaded.mapping, tiles)
-                check.per_slice.append(structure_score(image, denoised))
+            for index, image in enumerate(prefetched_slices(volume)):
+                finite, odd = fill_non_finite(image)
+                tally.add(index, image, odd)
+                denoised = denoise_image(finite, loaded.model, loaded.mapping, tiles)
+                check.per_slice.append(structure_score(finite, denoised))
+                if odd is not None:
+                    denoised[odd] = image[odd]
                 if noise_writer is not None:
                     noise_writer.write(image - denoised, contiguous=True, description=note)
                 if on_slice is not None:
@@ -82,6 +90,7 @@ def denoise_volume(volume: Volume, loaded: LoadedModel, out_path: Path, tiles: T
                 yield denoised
 
         volume.write(out_path, denoised_slices(), note, overwrite=overwrite)
+    tally.report()
     return check
 
 
@@ -139,8 +148,14 @@ def plan_outputs(specs: Sequence[str], out_dir: Path, overwrite: bool = False, w
     All inputs are opened together, so DICOM files of one series form one volume (and one
     derived series) however they were named. An output is refused when it exists (unless
     ``overwrite``; with ``skip_existing`` a volume whose outputs all exist is skipped), when
-    two inputs would write the same output, or when it is one of the inputs.
+    two inputs would write the same output, or when it is one of the inputs. An ``out_dir``
+    inside an input folder is refused for all inputs (raised): a later run on that folder
+    would read the outputs as inputs.
     """
+    for spec in specs:
+        if Path(spec).is_dir() and is_inside(out_dir, Path(spec)):
+            raise IsclError(f"is inside the input folder {spec}: a later run on {spec} would denoise the outputs "
+                            "again; choose an -o folder outside it", out_dir)
     plan = DenoisePlan(overwrite=overwrite)
 
     def record_failure(error: IsclError) -> None:
@@ -175,10 +190,17 @@ def plan_outputs(specs: Sequence[str], out_dir: Path, overwrite: bool = False, w
     return plan
 
 
+def is_inside(path: Path, folder: Path) -> bool:
+    """Whether ``path`` is ``folder`` or lies below it (after resolving links and ``..``)."""
+    path, folder = path.resolve(), folder.resolve()
+    return path == folder or folder in path.parents
+
+
 def run_plan(plan: DenoisePlan, loaded: LoadedModel, out_dir: Path, tiles: TileOptions,
              on_slice: Callable[[], None] | None = None,
-             on_job: Callable[[DenoiseJob], None] | None = None) -> list[DenoiseJob]:
-    """Denoise every job of ``plan`` still to do (no error, not skipped); a failing input is recorded and skipped."""
+             on_job: Callable[[DenoiseJob], None] | None = None, allow_clipping: bool = False) -> list[DenoiseJob]:
+    """Denoise every job of ``plan`` still to do (no error, not skipped); a failing input is
+    recorded and skipped. ``allow_clipping``: see ``denoise_volume``."""
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -188,7 +210,7 @@ def run_plan(plan: DenoisePlan, loaded: LoadedModel, out_dir: Path, tiles: TileO
             started = time.perf_counter()
             try:
                 job.noise_check = denoise_volume(job.volume, loaded, job.output, tiles, job.noise_output, on_slice,
-                                                 overwrite=plan.overwrite)
+                                                 overwrite=plan.overwrite, allow_clipping=allow_clipping)
             except IsclError as error:
                 job.error = str(error)
             except OSError as error:

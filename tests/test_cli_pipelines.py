@@ -17,9 +17,9 @@ TINY_TRAINING = ["--batch-size", "2", "--patch-size", "16", "--device", "cpu", *
 
 
 def write_stack(path: Path, slices: int = 2, seed: int = 0, shape: tuple[int, int] = (40, 40)) -> Path:
-    """A small uint16 ZYX stack of random values."""
+    """A small uint16 ZYX stack of random values inside the tiny models' intensity range (0..1000)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    values = np.random.default_rng(seed).integers(100, 4000, size=(slices, *shape)).astype(np.uint16)
+    values = np.random.default_rng(seed).integers(100, 1000, size=(slices, *shape)).astype(np.uint16)
     tifffile.imwrite(path, values, imagej=True, metadata={"axes": "ZYX"})
     return path
 

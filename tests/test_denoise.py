@@ -112,6 +112,54 @@ def test_overwrite_replaces_an_output_that_appeared_after_planning(loaded, tmp_p
     assert job.error is None and tifffile.imread(tmp_path / "out" / "vol.tif").shape == data.shape
 
 
+def test_a_nan_pixel_stays_nan_and_does_not_spread(loaded, tmp_path, notes):
+    data = np.random.default_rng(3).uniform(100, 900, size=(2, 40, 48)).astype(np.float32)
+    data[1, 10, 12] = np.nan
+    volume = ArrayVolume(data)
+    denoise_volume(volume, loaded, tmp_path / "out.tif", TileOptions(symmetries=1))
+    written = volume.written[tmp_path / "out.tif"]
+    assert np.isnan(written[1, 10, 12]) and np.count_nonzero(~np.isfinite(written)) == 1
+    filled = data[1].copy()
+    filled[10, 12] = data[1, 10, 11]  # its nearest finite neighbour (one of them)
+    far = denoise_image(filled, loaded.model, loaded.mapping, TileOptions(symmetries=1))
+    np.testing.assert_allclose(written[1, 30:, 30:], far[30:, 30:], atol=1e-3)
+    assert "array.tif: 1 NaN or infinite pixel(s) in 1 slice(s) are kept as they were" in notes.text
+
+
+def test_a_slice_mostly_outside_the_model_range_is_refused_unless_allowed(loaded, tmp_path, notes):
+    volume = ArrayVolume(np.random.default_rng(4).uniform(2000, 3000, size=(2, 32, 32)))  # the model maps 0..1000
+    with pytest.raises(IsclError, match=r"array.tif: slice 0: 100.0% of its pixels \(values 2[\d.]+ to 2[\d.]+\) lie "
+                                        r"outside the model's input range \[0, 1000\] and would be clipped"):
+        denoise_volume(volume, loaded, tmp_path / "out.tif", TileOptions(symmetries=1))
+    denoise_volume(volume, loaded, tmp_path / "out.tif", TileOptions(symmetries=1), allow_clipping=True)
+    assert "array.tif: 100.0 % of the pixels lie outside the model's input range [0, 1000]" in notes.text
+
+
+def test_a_few_pixels_outside_the_model_range_get_a_note(loaded, tmp_path, notes):
+    data = np.random.default_rng(5).uniform(0, 1000, size=(1, 40, 40))
+    data[0, :8] = 1500  # 20 % of the pixels
+    denoise_volume(ArrayVolume(data), loaded, tmp_path / "out.tif", TileOptions(symmetries=1))
+    assert "20.0 % of the pixels lie outside" in notes.text
+
+
+def test_an_output_folder_inside_an_input_folder_is_refused(tmp_path):
+    (tmp_path / "a" / "ser").mkdir(parents=True)
+    write_tiff(tmp_path / "a" / "ser" / "vol.tif")
+    for out in (tmp_path / "a" / "ser", tmp_path / "a" / "ser" / "denoised", tmp_path / "a" / "denoised"):
+        with pytest.raises(IsclError, match="is inside the input folder .*a would denoise the outputs again|"
+                                            "is inside the input folder .*ser: a later run"):
+            plan_outputs([str(tmp_path / "a")], out)
+    assert plan_outputs([str(tmp_path / "a" / "ser" / "vol.tif")], tmp_path / "a" / "denoised").jobs[0].error is None
+
+
+def test_a_full_disk_during_a_tiff_write_says_so_and_leaves_nothing(loaded, tmp_path, small_disk):
+    write_tiff(tmp_path / "vol.tif", slices=4, shape=(512, 512))  # 2 MiB of output on a 1 MiB disk
+    plan = plan_outputs([str(tmp_path / "vol.tif")], small_disk.path / "out")
+    (job,) = run_plan(plan, loaded, small_disk.path / "out", TileOptions(symmetries=1))
+    assert job.error.endswith("out/vol.tif: no space left on device; nothing was written")
+    assert small_disk.files() == ["out"]
+
+
 @pytest.mark.parametrize("options, message", [
     (dict(tile_size=8), "--tile-size"), (dict(overlap=600), "--overlap"), (dict(blend="box"), "--blend"),
     (dict(batch_size=0), "--batch-size")])
