@@ -62,7 +62,7 @@ from iscl_cli.io import open_volumes
 from iscl_cli.noise_check import structure_score
 from iscl_cli.phantoms import PHANTOMS
 from iscl_cli.quality import psnr, ssim
-from iscl_cli.simulate import add_phantom_noise, make_unpaired_set
+from iscl_cli.simulate import add_phantom_noise, make_unpaired_set, store_phantom, unstore_phantom
 from iscl_cli.train import DEFAULT_PRESET, PRESETS
 from models.networks import UNet
 
@@ -214,9 +214,14 @@ def run_n2v(python: Path, noisy_train: list[np.ndarray], test_noisy: list[np.nda
 
 def supervised_pairs(clean_images: list[np.ndarray], phantom: str, noise: str, seed: int,
                      role: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(noisy, clean) pairs in physical units: each clean image with fresh noise of the model."""
-    return [(add_phantom_noise(clean, phantom, noise, np.random.default_rng([seed, role, index]), {}), clean)
-            for index, clean in enumerate(clean_images)]
+    """(noisy, clean) pairs in stored units: each clean image with fresh noise of the model,
+    added in phantom units and stored like ``make_unpaired_set`` stores its images."""
+    pairs = []
+    for index, clean in enumerate(clean_images):
+        rng = np.random.default_rng([seed, role, index])
+        noisy = add_phantom_noise(unstore_phantom(clean, phantom), phantom, noise, rng, {})
+        pairs.append((store_phantom(noisy, phantom).astype(np.float32), clean))
+    return pairs
 
 
 def paired_batch(pairs: list[tuple[np.ndarray, np.ndarray]], batch: int, patch: int,
@@ -310,8 +315,9 @@ def benchmark_case(noise: str, seed: int, args: argparse.Namespace, workdir: Pat
 
     if "supervised" in args.methods:
         make_phantom = PHANTOMS[phantom]
-        validation_clean = [make_phantom((args.side, args.side), np.random.default_rng([seed, VALIDATION_SOURCE_ROLE, k]))
-                            for k in range(VALIDATION_PAIRS)]
+        validation_clean = [store_phantom(make_phantom((args.side, args.side),
+                                                       np.random.default_rng([seed, VALIDATION_SOURCE_ROLE, k])),
+                                          phantom).astype(np.float32) for k in range(VALIDATION_PAIRS)]
         mapping = fit_intensity(open_volumes([data["noisy"]]), open_volumes([data["clean"]]), seed=seed)
         outputs, info = run_supervised(supervised_pairs(clean_train, phantom, noise, seed, PAIR_NOISE_ROLE),
                                        supervised_pairs(validation_clean, phantom, noise, seed, VALIDATION_NOISE_ROLE),
