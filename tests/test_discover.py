@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +52,22 @@ def test_a_folder_yields_every_stack_and_each_dicom_series(tmp_path, notes):
     assert "plan.dcm: skipped, DICOM RTPLAN without pixel data" in notes.text
     assert "not TIFF or DICOM: notes.txt" in notes.text
     assert ".hidden.tif" not in notes.text
+
+
+def test_a_named_pipe_in_a_folder_is_passed_over_not_opened(tmp_path):
+    stack(tmp_path / "data" / "a.tif")
+    os.mkfifo(tmp_path / "data" / "pipe.tif")  # opening it would wait for a writer forever
+
+    def hung(signum, frame):
+        raise TimeoutError("open_volumes opened the named pipe")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(20)
+    try:
+        assert [volume.name for volume in open_volumes([tmp_path / "data"])] == ["a.tif"]
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def test_several_series_in_one_folder_get_distinct_names(tmp_path):

@@ -116,12 +116,14 @@ def _candidates(spec: str | Path) -> list[Candidate]:
 
 
 def _files_under(folder: Path) -> list[Path]:
-    """Every file below ``folder`` in sorted order, skipping hidden files and folders
-    (dot-names: system clutter and iscl's own unfinished outputs)."""
+    """Every regular file below ``folder`` in sorted order, skipping hidden files and folders
+    (dot-names: system clutter and iscl's own unfinished outputs) and what is not a regular
+    file (a named pipe or a device would block or never end when read)."""
     files = []
     for directory, subdirectories, names in os.walk(folder):
         subdirectories[:] = sorted(name for name in subdirectories if not name.startswith("."))
-        files += [Path(directory) / name for name in sorted(names) if not name.startswith(".")]
+        paths = [Path(directory) / name for name in sorted(names) if not name.startswith(".")]
+        files += [path for path in paths if path.is_file()]
     return files
 
 
