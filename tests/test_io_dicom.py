@@ -205,6 +205,36 @@ def test_values_above_bits_stored_are_ignored_with_a_note(tmp_path, notes):
                      r"\(e.g. \d+ read as -?\d+\); as the DICOM standard says, those bits are ignored", notes.text)
 
 
+@pytest.mark.filterwarnings("ignore:Invalid value for VR DS")  # pydicom, when the test writes 'NaN'
+@pytest.mark.parametrize("slope", [0, "NaN"])
+def test_a_rescale_that_cannot_be_inverted_is_refused(tmp_path, slope):
+    (path,) = ct_series(tmp_path, 1, RescaleSlope=slope)
+    with pytest.raises(IsclError, match=r"image_00.dcm: RescaleSlope (0|nan) and RescaleIntercept -1024 do not map"):
+        open_series(path)
+
+
+def test_text_in_a_number_field_is_refused_naming_the_file(tmp_path):
+    (path,) = ct_series(tmp_path, 1, RescaleIntercept="77777")
+    path.write_bytes(path.read_bytes().replace(b"77777", b"abcde", 1))  # pydicom will not write it itself
+    with pytest.raises(IsclError, match=r"image_00.dcm: unreadable header value \(could not convert"):
+        open_series(path)
+
+
+def test_pixel_data_without_an_image_size_is_refused(tmp_path):
+    (path,) = ct_series(tmp_path, 1)
+    dataset = pydicom.dcmread(path)
+    del dataset.Rows
+    dataset.save_as(path)
+    with pytest.raises(IsclError, match="image_00.dcm: damaged DICOM: pixel data without Rows"):
+        open_series(path)
+
+
+def test_no_frames_is_refused(tmp_path):
+    (path,) = ct_series(tmp_path, 1, NumberOfFrames=-1)
+    with pytest.raises(IsclError, match="image_00.dcm: NumberOfFrames -1: no image to read"):
+        open_series(path)
+
+
 def test_inconsistent_slice_sizes_are_refused_naming_the_file(tmp_path):
     paths = ct_series(tmp_path, 3)
     odd = pydicom.dcmread(paths[1])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import struct
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
@@ -65,6 +66,8 @@ REPLACED_PIXEL_STATISTICS = (
 """Attributes that describe the old pixel values; the output drops them rather than lie."""
 
 COLOUR_ATTRIBUTES = ("PlanarConfiguration",)
+IMAGE_ATTRIBUTES = ("Rows", "Columns", "BitsAllocated")
+"""What a reader needs to make sense of pixel data."""
 
 
 @dataclass(frozen=True)
@@ -166,6 +169,8 @@ class DicomSeries(Volume):
         self.source = Path(source)
         self.name = name
         self._files = list(files)
+        for file in self._files:
+            _check_image_attributes(file)
         first = self._files[0].header
         self.shape = (int(first.Rows), int(first.Columns))
         self._unused_bits_noted = False
@@ -276,6 +281,8 @@ class DicomSeries(Volume):
             raise IsclError("palette-colour DICOM (pixel values are colour-table indices); not supported", path)
         if header.get("BitsAllocated") not in (8, 16, 32):
             raise IsclError(f"unsupported BitsAllocated {header.get('BitsAllocated')}", path)
+        if file.frames < 1:
+            raise IsclError(f"NumberOfFrames {file.frames}: no image to read", path)
         _check_channel(file, self._channel)
         _check_pixel_data_size(file)
         _check_pixel_data_complete(file)
@@ -411,14 +418,27 @@ def _ordered_frames(files: Sequence[DicomFile]) -> list[FrameRef]:
     frame lacks a position)."""
     frames = []
     for instance, file in enumerate(files):
-        instance_number = _optional_int(file.header.get("InstanceNumber")) or 0
-        for frame in range(file.frames):
-            slope, intercept = _rescale(file.header, frame)
-            position = _position_along_normal(file.header, frame)
-            frames.append(FrameRef(instance, frame, position, instance_number, slope, intercept))
+        try:
+            frames += _frames_of(instance, file)
+        except (TypeError, ValueError) as error:  # a number field holding text, a malformed sequence
+            raise IsclError(f"unreadable header value ({error})", file.path) from None
     if all(frame.position is not None for frame in frames):
         return sorted(frames, key=lambda f: (f.position, f.instance_number, f.instance, f.frame))
     return sorted(frames, key=lambda f: (f.instance_number, f.instance, f.frame))
+
+
+def _frames_of(instance: int, file: DicomFile) -> list[FrameRef]:
+    """The frames of the series' file number ``instance``; refuses a rescale that cannot be inverted."""
+    instance_number = _optional_int(file.header.get("InstanceNumber")) or 0
+    frames = []
+    for frame in range(file.frames):
+        slope, intercept = _rescale(file.header, frame)
+        if not (math.isfinite(slope) and slope != 0 and math.isfinite(intercept)):
+            raise IsclError(f"RescaleSlope {slope:g} and RescaleIntercept {intercept:g} do not map stored values to "
+                            "modality units (the slope must be finite and not zero)", file.path)
+        position = _position_along_normal(file.header, frame)
+        frames.append(FrameRef(instance, frame, position, instance_number, slope, intercept))
+    return frames
 
 
 def _position_along_normal(header: Dataset, frame: int) -> float | None:
@@ -485,6 +505,13 @@ def _take_pixel_data(header: Dataset) -> PixelDataLocation | None:
     del header[PIXEL_DATA_TAG]
     undefined = element.length == UNDEFINED_LENGTH
     return PixelDataLocation(element.value_tell, None if undefined else element.length, element.VR)
+
+
+def _check_image_attributes(file: DicomFile) -> None:
+    """Refuse pixel data without the attributes that say how to read it."""
+    missing = [keyword for keyword in IMAGE_ATTRIBUTES if file.header.get(keyword) in (None, "")]
+    if missing:
+        raise IsclError(f"damaged DICOM: pixel data without {', '.join(missing)}", file.path)
 
 
 def _check_pixel_data_size(file: DicomFile) -> None:
