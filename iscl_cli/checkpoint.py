@@ -66,8 +66,8 @@ def load_trusted_dict(path: Path, what: str) -> dict[str, Any]:
             warnings.simplefilter("ignore")  # torch warns about pickle protocols of foreign files
             payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
-        raise IsclError(f"not a readable {what}: it holds Python objects other than tensors and plain values, "
-                        "which iscl never loads (a file iscl did not write, or a tampered one)", path) from None
+        raise IsclError(f"not a readable {what}: not a file of tensors and plain values (damaged, not written by "
+                        "iscl, or tampered with); iscl never loads anything else", path) from None
     except Exception:  # torch raises many types for foreign or damaged files
         raise IsclError(f"not a readable {what}: damaged, truncated, or not written by iscl", path) from None
     if not isinstance(payload, dict):
@@ -124,11 +124,7 @@ def build_model(config: ISCLConfig, nets: dict[str, dict[str, torch.Tensor]]) ->
     torch's meta device, which holds no memory): a few kilobytes claiming huge networks
     raise ValueError instead of allocating gigabytes. Non-finite weights raise too.
     """
-    too_deep = [name for name in DEPTH_SETTINGS if getattr(config, name) > LAYER_LIMIT]
-    if too_deep:
-        raise ValueError(f"{too_deep[0]}={getattr(config, too_deep[0])}: more layers than any iscl network has")
-    with torch.device("meta"):
-        skeleton = ISCL(config)
+    skeleton = network_skeleton(config)
     for name, state in nets.items():
         needed = sum(tensor.numel() for tensor in getattr(skeleton, name).state_dict().values())
         held = sum(tensor.numel() for tensor in state.values())
@@ -136,14 +132,29 @@ def build_model(config: ISCLConfig, nets: dict[str, dict[str, torch.Tensor]]) ->
             raise ValueError(f"its architecture needs {needed} values in network {name}, the file holds {held}")
         if not all(torch.isfinite(tensor).all() for tensor in state.values() if tensor.is_floating_point()):
             raise ValueError(f"network {name} holds NaN or infinite weights")
-    weight_bytes = sum(tensor.numel() * tensor.element_size() for tensor in skeleton.state_dict().values())
-    if weight_bytes > memory_budget():
-        raise ValueError(f"its networks would need {format_bytes(weight_bytes)} of memory, more than "
+    needed = weight_bytes(skeleton)
+    if needed > memory_budget():
+        raise ValueError(f"its networks would need {format_bytes(needed)} of memory, more than "
                          f"the {format_bytes(memory_budget())} iscl allows itself here")
     model = ISCL(config)
     for name, state in nets.items():
         getattr(model, name).load_state_dict(state)
     return model
+
+
+def network_skeleton(config: ISCLConfig) -> ISCL:
+    """The networks of ``config`` on torch's meta device: shapes only, no memory. Raises
+    ValueError for more layers than ``LAYER_LIMIT`` (building those alone would take minutes)."""
+    too_deep = [name for name in DEPTH_SETTINGS if getattr(config, name) > LAYER_LIMIT]
+    if too_deep:
+        raise ValueError(f"{too_deep[0]}={getattr(config, too_deep[0])}: more layers than any iscl network has")
+    with torch.device("meta"):
+        return ISCL(config)
+
+
+def weight_bytes(model: ISCL) -> int:
+    """The memory of ``model``'s weights and buffers."""
+    return sum(tensor.numel() * tensor.element_size() for tensor in model.state_dict().values())
 
 
 def read_model_card(path: Path) -> dict[str, Any]:

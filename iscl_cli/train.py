@@ -14,7 +14,8 @@ import math
 import os
 import shlex
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,12 +27,13 @@ from torch.optim.swa_utils import AveragedModel
 
 from iscl_cli import __version__
 from iscl_cli.checkpoint import (ALL_NETS, CHECKPOINT_FILE, MODEL_FILE, LoadedModel, load_model, load_trusted_dict,
-                                 model_file, save_atomic, save_model)
+                                 model_file, network_skeleton, save_atomic, save_model, weight_bytes)
 from iscl_cli.data import PatchSampler
 from iscl_cli.devices import autocast_dtype, resolve_device
 from iscl_cli.errors import IsclError
 from iscl_cli.intensity import IntensityMapping, fit_intensity
 from iscl_cli.io import open_volumes
+from iscl_cli.memory import format_bytes, memory_budget
 from iscl_cli.inference import TileOptions, denoise_image
 from iscl_cli.noise_check import NoiseCheck, structure_score
 from iscl_cli.curves import CURVES_FILE, plot_training_curves
@@ -41,6 +43,9 @@ from iscl_cli.validation import Validator
 from models.iscl import ISCL, ISCLConfig, build_optimizers
 
 LOG = logging.getLogger("iscl")
+# Copies of the weights training holds: the weights, their gradients, RAdam's two moments,
+# Lookahead's slow weights, the averaged (SWA) generators and the final model.
+TRAINING_WEIGHT_COPIES = 7
 # Noisy training slices the trained model's removed noise is checked on.
 NOISE_CHECK_SLICES = 4
 
@@ -131,8 +136,12 @@ class TrainConfig:
             raise IsclError(f"unknown network setting(s): {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
         try:
             model_config = self.model_config()
+            needed = TRAINING_WEIGHT_COPIES * weight_bytes(network_skeleton(model_config))
         except ValueError as error:
             raise IsclError(f"--net: {error}") from None
+        if needed > memory_budget():
+            raise IsclError(f"--net: networks of this size need about {format_bytes(needed)} of memory to train, more "
+                            f"than the {format_bytes(memory_budget())} iscl allows itself here")
         if self.patch_size < model_config.min_patch_size:
             raise IsclError(f"--patch-size {self.patch_size} is smaller than the discriminators' smallest input "
                             f"({model_config.min_patch_size}); use a larger patch or fewer disc_layers")
@@ -289,6 +298,17 @@ def write_preview(run: Run, path: Path, count: int = 4) -> None:
     save_panels(path, rows, ["noisy", "denoised", "removed noise"], [(-1, 1), (-1, 1), (-0.5, 0.5)])
 
 
+@contextmanager
+def damaged_checkpoint_in_one_line(path: Path) -> Iterator[None]:
+    """What reading a damaged or foreign checkpoint's contents raises, as one IsclError line."""
+    try:
+        yield
+    except KeyError as error:
+        raise IsclError(f"damaged training checkpoint: it lacks {error}", path) from None
+    except (AttributeError, RuntimeError, TypeError, ValueError) as error:
+        raise IsclError(f"damaged training checkpoint ({(str(error).splitlines() or [''])[0]})", path) from None
+
+
 def train(config: TrainConfig | None, root: Path | None = None, resume: Path | None = None,
           progress: ProgressCallback | None = None, overwrite: bool = False,
           changes: dict[str, Any] | None = None) -> Path:
@@ -307,11 +327,14 @@ def train(config: TrainConfig | None, root: Path | None = None, resume: Path | N
         state = load_trusted_dict(checkpoint_path, "training checkpoint")
         if state.get("format") != "iscl-checkpoint":
             raise IsclError("not an iscl training checkpoint", checkpoint_path)
-        stored = TrainConfig.from_dict(state["config"])
-        config = resumed_config(stored, changes or {}, state["step"])
+        with damaged_checkpoint_in_one_line(checkpoint_path):
+            stored = TrainConfig.from_dict(state["config"])
+            mapping, step = IntensityMapping.from_dict(state["intensity"]), int(state["step"])
+        config = resumed_config(stored, changes or {}, step)
         with RunFolder.claim_existing(checkpoint_path.parent) as folder:
-            run = Run(config, mapping=IntensityMapping.from_dict(state["intensity"]))
-            run.load_state_dict(state)
+            run = Run(config, mapping=mapping)
+            with damaged_checkpoint_in_one_line(checkpoint_path):
+                run.load_state_dict(state)
             folder.keep_metrics_until(run.step)
             if config != stored:
                 folder.write_config(config.to_dict())

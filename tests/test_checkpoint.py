@@ -61,7 +61,8 @@ def test_a_file_holding_objects_says_so_without_the_dangerous_advice(tmp_path):
     torch.save({"format": "iscl-model", "x": Payload()}, path)
     with pytest.raises(IsclError) as error:
         load_model(path)
-    assert "holds Python objects other than tensors and plain values, which iscl never loads" in str(error.value)
+    assert "not a file of tensors and plain values (damaged, not written by iscl, or tampered with); iscl never " \
+           "loads anything else" in str(error.value)
     assert "weights_only" not in str(error.value)
 
 

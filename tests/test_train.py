@@ -174,6 +174,30 @@ def test_two_concurrent_trainings_into_one_out_one_is_refused(folders, tmp_path)
     assert steps == list(range(1, 31))
 
 
+@pytest.mark.parametrize("damage, message", [
+    (lambda state: state.pop("config"), "damaged training checkpoint: it lacks 'config'"),
+    (lambda state: state["config"].update(colour=3), "damaged training checkpoint .*colour"),
+    (lambda state: state.pop("model"), "damaged training checkpoint: it lacks 'model'"),
+    (lambda state: state["intensity"].update(noisy_low=float("nan")), "damaged training checkpoint .*not two finite"),
+])
+def test_a_damaged_checkpoint_is_one_line_on_resume(folders, tmp_path, damage, message):
+    train(tiny_config(folders, tmp_path / "run"))
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    damage(state)
+    torch.save(state, tmp_path / "run" / "checkpoint.pt")
+    with pytest.raises(IsclError, match=f"checkpoint.pt: {message}"):
+        train(None, resume=tmp_path / "run")
+
+
+@pytest.mark.parametrize("network, message", [
+    (dict(gen_base=4096), r"--net: networks of this size need about [\d.]+ [GT]iB of memory to train"),
+    (dict(ext_depth=100_000), "--net: ext_depth=100000: more layers than any iscl network has"),
+])
+def test_networks_too_large_to_train_are_refused_before_allocating(network, message):
+    with pytest.raises(IsclError, match=message):
+        make_train_config(["raw"], ["ref"], "quick", network=network)
+
+
 def test_unwritable_out_is_refused_before_training(folders, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
