@@ -40,6 +40,9 @@ class ISCLConfig:
     Training patches must be at least ``min_patch_size`` (the discriminators' smallest input).
     ``identity_start`` (not in the paper) makes F and G residual generators that start as the
     identity and starts H at zero, so the untrained ensemble returns its input unchanged.
+    ``residual`` (not in the paper) makes F and G output their input plus a learned
+    correction, from random weights: the input's detail passes through exactly, which a
+    generator that rebuilds the whole image from its features can only approximate.
     ``mean_weight`` (not in the paper; 0 = off) weights a generator term that keeps each
     patch's mean brightness, |mean(F(x)) - mean(x)|, for zero-mean noise whose skew lets
     unpaired training shift the brightness (e.g. Poisson shot noise at low counts).
@@ -56,6 +59,7 @@ class ISCLConfig:
     gamma: float = 0.5
     instance_window: int | None = 64
     identity_start: bool = False
+    residual: bool = False
     mean_weight: float = 0.0
     generator: str = "resnet"
     extractor: str = "cnn"
@@ -91,9 +95,10 @@ class ISCLConfig:
             raise ValueError(f"ISCLConfig.mean_weight must be >= 0, got {self.mean_weight}")
         if not 0.0 <= self.gamma <= 1.0:
             raise ValueError(f"ISCLConfig.gamma must be in [0, 1], got {self.gamma}")
-        if self.identity_start not in (True, False):
-            raise ValueError(f"ISCLConfig.identity_start must be true or false, got {self.identity_start}")
-        self.identity_start = bool(self.identity_start)
+        for name in ("identity_start", "residual"):
+            if getattr(self, name) not in (True, False):
+                raise ValueError(f"ISCLConfig.{name} must be true or false, got {getattr(self, name)}")
+            setattr(self, name, bool(getattr(self, name)))
         if self.instance_window is not None and self.instance_window < 1:
             raise ValueError(f"ISCLConfig.instance_window must be positive or None, got {self.instance_window}")
 
@@ -151,14 +156,15 @@ class ISCL(nn.Module):
         super().__init__()
         self.config = config
         if config.generator == "unet":
-            # Residual U-Nets from the identity with identity_start, else plain ones from random weights.
-            start = dict(residual=config.identity_start, zero_start=config.identity_start)
+            # Residual U-Nets (from the identity with identity_start), else plain ones from random weights.
+            start = dict(residual=config.identity_start or config.residual, zero_start=config.identity_start)
             self.F = UNet(config.channels, config.gen_base, config.unet_depth, **start)
             self.G = UNet(config.channels, config.gen_base, config.unet_depth, random_inputs=config.noise_inputs, **start)
         else:
             generator_sizes = (config.channels, config.gen_base, config.gen_blocks, config.instance_window)
-            self.F = ResnetGenerator(*generator_sizes, residual=config.identity_start)
-            self.G = ResnetGenerator(*generator_sizes, residual=config.identity_start)
+            start = dict(residual=config.identity_start or config.residual, zero_start=config.identity_start)
+            self.F = ResnetGenerator(*generator_sizes, **start)
+            self.G = ResnetGenerator(*generator_sizes, **start)
         if config.extractor == "unet":
             self.H = UNet(config.channels, config.ext_width, config.unet_depth, residual=False,
                           zero_start=config.identity_start)

@@ -93,9 +93,10 @@ class ResnetGenerator(nn.Module):
     transposed convs, 7x7 conv, tanh. Widths ``base``, 2 ``base``, 4 ``base``. Any input size
     works: the input is reflect-padded to a multiple of 4 and the output cropped back.
 
-    With ``residual`` the output is instead ``x + last_conv(...)`` (no tanh) and the last
-    convolution starts at zero, so the untrained generator is the identity: a short run
-    starts from "change nothing" rather than from a random image (see docs/method.md).
+    With ``residual`` the output is instead ``x + last_conv(...)`` (no tanh): the input passes
+    through exactly and the network learns only the change. With ``zero_start`` too, the last
+    convolution starts at zero, so the untrained generator is the identity: a short run starts
+    from "change nothing" rather than from a random image (see docs/method.md).
 
     Args:
         channels: image channels in and out.
@@ -103,13 +104,14 @@ class ResnetGenerator(nn.Module):
         blocks: number of residual blocks.
         instance_window: eval-mode instance-statistics window in input pixels (the training
             patch size), or None for whole-input statistics; see models/norm.py.
-        residual: identity-start generator (``x`` plus a zero-initialised correction).
+        residual: output ``x`` plus a learned correction.
+        zero_start: with ``residual``, start the correction at zero (the identity).
     """
 
     downsampling = 4
 
     def __init__(self, channels: int = 1, base: int = 32, blocks: int = 3, instance_window: int | None = 64,
-                 residual: bool = False) -> None:
+                 residual: bool = False, zero_start: bool = True) -> None:
         super().__init__()
         self.residual = residual
         window_1, window_2, window_4 = (_window_at(instance_window, s) for s in (1, 2, 4))
@@ -130,7 +132,7 @@ class ResnetGenerator(nn.Module):
             ReflectConv2d(base, channels, 7, pad=3),
             *([] if residual else [nn.Tanh()]),
         )
-        if residual:
+        if residual and zero_start:
             zero_output_layer(self.decoder[-1])
 
     def forward(self, x: Tensor) -> Tensor:

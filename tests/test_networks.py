@@ -180,3 +180,12 @@ def test_unet_with_random_inputs_varies_from_call_to_call_like_noise():
         first, second = net(y), net(y)
     assert not torch.allclose(first, second)
     assert net.down[0][0].in_channels == 3
+
+
+def test_a_residual_generator_from_random_weights_adds_a_correction_without_tanh():
+    torch.manual_seed(0)
+    generator = ResnetGenerator(channels=1, base=4, blocks=1, instance_window=16, residual=True, zero_start=False)
+    x = torch.full((2, 1, 16, 16), 0.95)
+    out = generator(x)
+    assert not torch.equal(out, x)
+    assert out.abs().max() > 1.0  # no tanh: the input's range passes through, plus the correction
