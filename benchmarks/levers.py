@@ -14,6 +14,8 @@ alone (both without averaging). docs/levers.md quotes its lines.
         --net disc_base=16 --net disc_layers=3
     python benchmarks/levers.py charging standard --preset standard
 
+``--score-only`` skips training and scores the model already in the run folder.
+
 Appends one JSON line per run to benchmarks/results/levers.jsonl and prints the scores.
 """
 
@@ -60,6 +62,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--val-every", type=int, default=250)
     parser.add_argument("--workdir", type=Path, default=Path("levers-work"),
                         help="data and run folders (default ./levers-work)")
+    parser.add_argument("--score-only", action="store_true", help="score the run folder's model.pt, do not train")
     return parser.parse_args()
 
 
@@ -96,6 +99,11 @@ def main() -> None:
     args = parse_args()
     data = exploration_data(args)
     run_dir = args.workdir / "runs" / f"{args.noise}-{args.name}"
+    if args.score_only:
+        line = {"noise": args.noise, "name": args.name, "scored": str(run_dir / "model.pt"),
+                **scores_of_parts(run_dir / "model.pt", data)}
+        write_line(line)
+        return
     shutil.rmtree(run_dir, ignore_errors=True)
     config = make_train_config(
         [str(data["noisy"])], [str(data["clean"])], args.preset, network=parse_assignments(args.net, words=True),
@@ -111,6 +119,10 @@ def main() -> None:
                   if "val_psnr" in record]
     line = {"noise": args.noise, "name": args.name, "options": vars(args) | {"workdir": str(args.workdir)},
             "train_seconds": round(seconds, 1), "validation_psnr": validation, **scores_of_parts(model_path, data)}
+    write_line(line)
+
+
+def write_line(line: dict[str, Any]) -> None:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     with RESULTS.open("a") as results:
         results.write(json.dumps(line) + "\n")
