@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 import tifffile
-import torch
 
 from iscl_cli import __version__
 from iscl_cli.checkpoint import LoadedModel
