@@ -159,6 +159,12 @@ def make_bad_input(tmp_path: Path, case: str) -> Path:
         odd.Rows, odd.Columns, odd.PixelData = 8, 8, bytes(128)
         odd.save_as(paths[1])
         return tmp_path / "ct"
+    if case == "named pipe":
+        os.mkfifo(tmp_path / "pipe.tif")  # opening it would wait for a writer forever
+        return tmp_path / "pipe.tif"
+    if case == "link to itself":
+        (tmp_path / "loop.tif").symlink_to("loop.tif")
+        return tmp_path / "loop.tif"
     if case == "RGB TIFF":
         tifffile.imwrite(tmp_path / "rgb.tif", np.zeros((24, 20, 3), np.uint8), photometric="rgb")
         return tmp_path / "rgb.tif"
@@ -176,6 +182,8 @@ BAD_INPUTS = {
     "truncated DICOM": ("MR_truncated.dcm", "truncated"),
     "inconsistent slice sizes": (".dcm", "slice size 8x8"),
     "RGB TIFF": ("rgb.tif", "has 3 channels (axes 'YXS'); choose one with --channel"),
+    "named pipe": ("pipe.tif", "not a file or folder but a named pipe"),
+    "link to itself": ("loop.tif", "a link to nothing"),
 }
 
 

@@ -103,6 +103,10 @@ def _candidates(spec: str | Path) -> list[Candidate]:
         if not files:
             raise IsclError("folder is empty", path)
         return [Candidate(file, path, named=False) for file in files]
+    if path.is_symlink() and not path.exists():
+        raise IsclError("a link to nothing (its target is missing, or it points back to itself)", spec)
+    if path.exists():
+        raise IsclError("not a file or folder but a named pipe, device or socket; iscl reads files", spec)
     if any(character in str(spec) for character in GLOB_CHARACTERS):
         matches = sorted(glob.glob(str(spec), recursive=True))
         if not matches:
