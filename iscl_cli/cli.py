@@ -338,6 +338,7 @@ def denoise(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace outputs that already exist.")] = False,
     allow_clipping: Annotated[bool, typer.Option("--allow-clipping", help="Denoise slices even when most of their pixels lie outside the model's intensity range (they are clipped to it).")] = False,
     skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Leave inputs whose outputs exist alone (a re-run after a failure does only what is missing).")] = False,
+    shard: Annotated[Optional[str], typer.Option(help="K/N: denoise only every N-th input, starting at input K (from 0), of the order one run would take; N such runs (a job array) cover the inputs exactly once, a series or stack never split (docs/distributed.md).", show_default=False)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no notes; the results and errors still appear.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON summary on stdout.")] = False,
 ) -> None:
@@ -345,12 +346,14 @@ def denoise(
     from iscl_cli.allocator import limit_malloc_arenas
     from iscl_cli.checkpoint import load_model, resolve_model_path
     from iscl_cli.denoise import plan_outputs, run_plan
+    from iscl_cli.distributed import Shard, parse_shard
     from iscl_cli.inference import tile_alignment
     from iscl_cli.devices import resolve_device, use_threads
 
     quiet_notes(quiet)
     if overwrite and skip_existing:
         raise IsclError("--overwrite and --skip-existing contradict each other; choose one")
+    own_shard = Shard() if shard is None else parse_shard(shard)
     use_threads(threads)
     limit_malloc_arenas()  # before the slice-reading thread starts: keeps the peak flat over long stacks
     started = time.perf_counter()
@@ -358,7 +361,7 @@ def denoise(
     tiles = TileOptions(tile_size=tile_size, overlap=int(overlap) if overlap >= 1 else overlap, blend=blend,
                         batch_size=batch_size, symmetries=symmetries).validated(tile_alignment(loaded.model))
     plan = plan_outputs(inputs, output, overwrite=overwrite, write_noise=write_noise, channel=channel,
-                        skip_existing=skip_existing)
+                        skip_existing=skip_existing).shard(own_shard)
     show_bar = not quiet and err.is_terminal
 
     def report(job: Any) -> None:

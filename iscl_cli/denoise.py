@@ -22,6 +22,7 @@ import tifffile
 
 from iscl_cli import __version__
 from iscl_cli.checkpoint import LoadedModel
+from iscl_cli.distributed import Shard
 from iscl_cli.errors import IsclError, unexpected_error_line
 from iscl_cli.inference import TileOptions, denoise_image
 from iscl_cli.input_checks import InputTally, fill_non_finite
@@ -137,6 +138,12 @@ class DenoisePlan:
     @property
     def total_slices(self) -> int:
         return sum(len(job.volume) for job in self.jobs if job.done)
+
+    def shard(self, shard: Shard) -> DenoisePlan:
+        """The plan's jobs that ``shard`` takes (every N-th of the planned order). A job is
+        a whole volume, so a DICOM series or TIFF stack is never split; outputs were checked
+        against the whole plan, so two shards never write the same file."""
+        return DenoisePlan(jobs=shard.pick(self.jobs), overwrite=self.overwrite)
 
 
 def plan_outputs(specs: Sequence[str], out_dir: Path, overwrite: bool = False, write_noise: bool = False,

@@ -1,0 +1,72 @@
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+import tifffile
+
+from iscl_cli.distributed import Shard, parse_shard
+from iscl_cli.errors import IsclError
+from tests.io_samples import ct_series
+from tests.tiny import tiny_model_file
+
+
+def test_shards_take_every_nth_item():
+    items = list(range(7))
+    assert Shard(0, 3).pick(items) == [0, 3, 6]
+    assert Shard(2, 3).pick(items) == [2, 5]
+    assert sorted(sum((Shard(k, 3).pick(items) for k in range(3)), [])) == items
+
+
+@pytest.mark.parametrize("text, shard", [("0/2", Shard(0, 2)), ("3/4", Shard(3, 4)), (" 0 / 1 ", Shard(0, 1))])
+def test_parse_shard(text, shard):
+    assert parse_shard(text) == shard
+
+
+@pytest.mark.parametrize("text", ["2/2", "1", "a/b", "-1/2", "0/0", "1/2/3"])
+def test_a_bad_shard_is_one_line(text):
+    with pytest.raises(IsclError, match="--shard") as error:
+        parse_shard(text)
+    assert "\n" not in str(error.value)
+
+
+def backlog(folder: Path) -> list[Path]:
+    """Four TIFF stacks and one three-slice DICOM series."""
+    rng = np.random.default_rng(0)
+    for index in range(4):
+        tifffile.imwrite(folder / f"stack{index}.tif", rng.integers(0, 1000, (2, 24, 30)).astype(np.uint16),
+                         photometric="minisblack")
+    ct_series(folder / "series", count=3)
+    return [folder / f"stack{index}.tif" for index in range(4)] + [folder / "series"]
+
+
+def denoised_files(out: Path) -> dict[str, Path]:
+    return {str(path.relative_to(out)): path for path in sorted(out.rglob("*")) if path.is_file()}
+
+
+def test_two_shards_cover_every_input_once_as_one_run_does(run_cli, tmp_path):
+    model = tiny_model_file(tmp_path / "model.pt")
+    inputs = backlog(tmp_path)
+    common = ["--model", model, "--allow-clipping", "--symmetries", "1"]
+    assert run_cli("denoise", *inputs, "-o", tmp_path / "whole", *common).exit_code == 0
+    shards = [run_cli("denoise", *inputs, "-o", tmp_path / f"shard{k}", "--shard", f"{k}/2", *common)
+              for k in range(2)]
+    assert [result.exit_code for result in shards] == [0, 0], [result.output for result in shards]
+
+    whole = denoised_files(tmp_path / "whole")
+    parts = [denoised_files(tmp_path / f"shard{k}") for k in range(2)]
+    assert sorted([*parts[0], *parts[1]]) == sorted(whole)  # each output once, none twice
+    assert {Path(name).parent.name for part in parts for name in part if name.endswith(".dcm")} == {"series"}
+    assert len([name for name in parts[0] if name.endswith(".dcm")]) in (0, 3)  # the series whole in one shard
+    for part in parts:
+        for name, path in part.items():
+            if name.endswith(".tif"):
+                assert path.read_bytes() == whole[name].read_bytes()
+            else:  # a derived series gets new UIDs on every run; its pixels are the same
+                np.testing.assert_array_equal(pydicom.dcmread(path).pixel_array, pydicom.dcmread(whole[name]).pixel_array)
+
+
+def test_a_bad_shard_on_the_command_line_is_one_line(run_cli, tmp_path):
+    result = run_cli("denoise", tmp_path, "-o", tmp_path / "out", "--shard", "2/2")
+    assert result.exit_code == 1
+    assert result.stderr.strip().count("\n") == 0 and "--shard 2/2" in result.stderr
