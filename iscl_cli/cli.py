@@ -346,7 +346,7 @@ def denoise(
     from iscl_cli.allocator import limit_malloc_arenas
     from iscl_cli.checkpoint import load_model, resolve_model_path
     from iscl_cli.denoise import plan_outputs, run_plan
-    from iscl_cli.distributed import Shard, parse_shard
+    from iscl_cli.distributed import Shard, gathered_in_order, parse_shard, process_group, rank_device, torchrun_world
     from iscl_cli.inference import tile_alignment
     from iscl_cli.devices import resolve_device, use_threads
 
@@ -357,42 +357,44 @@ def denoise(
     use_threads(threads)
     limit_malloc_arenas()  # before the slice-reading thread starts: keeps the peak flat over long stacks
     started = time.perf_counter()
-    loaded = load_model(resolve_model_path(model, Path.cwd()), resolve_device(device))
-    tiles = TileOptions(tile_size=tile_size, overlap=int(overlap) if overlap >= 1 else overlap, blend=blend,
-                        batch_size=batch_size, symmetries=symmetries).validated(tile_alignment(loaded.model))
-    plan = plan_outputs(inputs, output, overwrite=overwrite, write_noise=write_noise, channel=channel,
-                        skip_existing=skip_existing).shard(own_shard)
-    show_bar = not quiet and err.is_terminal
+    world = torchrun_world()
+    with process_group(world):
+        loaded = load_model(resolve_model_path(model, Path.cwd()), rank_device(resolve_device(device), world))
+        tiles = TileOptions(tile_size=tile_size, overlap=int(overlap) if overlap >= 1 else overlap, blend=blend,
+                            batch_size=batch_size, symmetries=symmetries).validated(tile_alignment(loaded.model))
+        plan = plan_outputs(inputs, output, overwrite=overwrite, write_noise=write_noise, channel=channel,
+                            skip_existing=skip_existing).shard(own_shard).shard(world.shard)
+        show_bar = not quiet and err.is_terminal and world.is_main  # one bar (rank 0's share), not one per rank
 
-    def report(job: Any) -> None:
-        if job.error:
-            err.print(f"error: {job.error}", markup=False)
-        elif job.skipped:
-            err.print(f"note: {job.volume.source}: skipped, {job.output} exists (--skip-existing)", markup=False)
-        else:
-            if not as_json:
-                out.print(f"{job.volume.source} -> {job.output} ({len(job.volume)} slices, {job.seconds:.1f} s, "
-                          f"removed-noise structure {job.noise_check.overall:+.2f})", markup=False)
-            warning = job.noise_check.warning(str(job.volume.source))
-            if warning:
-                err.print(f"warning: {warning}", markup=False)
+        def report(job: Any) -> None:
+            if job.error:
+                err.print(f"error: {job.error}", markup=False)
+            elif job.skipped:
+                err.print(f"note: {job.volume.source}: skipped, {job.output} exists (--skip-existing)", markup=False)
+            else:
+                if not as_json:
+                    out.print(f"{job.volume.source} -> {job.output} ({len(job.volume)} slices, {job.seconds:.1f} s, "
+                              f"removed-noise structure {job.noise_check.overall:+.2f})", markup=False)
+                warning = job.noise_check.warning(str(job.volume.source))
+                if warning:
+                    err.print(f"warning: {warning}", markup=False)
 
-    with Progress(TextColumn("denoising"), BarColumn(), MofNCompleteColumn(), TextColumn("slices"),
-                  TimeElapsedColumn(), TimeRemainingColumn(), console=err, disable=not show_bar,
-                  redirect_stdout=out.is_terminal) as bar:  # results piped to a file stay out of the bar
-        task = bar.add_task("slices", total=plan.total_slices)
-        jobs = run_plan(plan, loaded, output, tiles, on_slice=lambda: bar.advance(task), on_job=report,
-                        allow_clipping=allow_clipping)
-    failed = [job for job in jobs if job.error]
-    if as_json:
-        summary = {"model": str(loaded.path), "jobs": [job.summary() for job in jobs],
-                   "slices": sum(len(job.volume) for job in jobs if job.done),
-                   "failed": len(failed), "seconds": round(time.perf_counter() - started, 3)}
-        out.print(json.dumps(summary, indent=2), markup=False)
-    if failed and len(jobs) > 1:
-        err.print(f"error: {len(failed)} of {len(jobs)} input(s) failed: " + ", ".join(job.spec for job in failed),
-                  markup=False)
-    if failed:
+        with Progress(TextColumn("denoising"), BarColumn(), MofNCompleteColumn(), TextColumn("slices"),
+                      TimeElapsedColumn(), TimeRemainingColumn(), console=err, disable=not show_bar,
+                      redirect_stdout=out.is_terminal) as bar:  # results piped to a file stay out of the bar
+            task = bar.add_task("slices", total=plan.total_slices)
+            jobs = run_plan(plan, loaded, output, tiles, on_slice=lambda: bar.advance(task), on_job=report,
+                            allow_clipping=allow_clipping)
+        summaries = gathered_in_order(world, [job.summary() for job in jobs])  # every rank's, in the planned order
+    failed = [summary["input"] for summary in summaries if summary["status"] == "failed"]
+    if as_json and world.is_main:
+        totals = {"model": str(loaded.path), "jobs": summaries,
+                  "slices": sum(summary["slices"] for summary in summaries if summary["status"] == "ok"),
+                  "failed": len(failed), "processes": world.size, "seconds": round(time.perf_counter() - started, 3)}
+        out.print(json.dumps(totals, indent=2), markup=False)
+    if failed and len(summaries) > 1 and world.is_main:
+        err.print(f"error: {len(failed)} of {len(summaries)} input(s) failed: " + ", ".join(failed), markup=False)
+    if failed:  # on every rank, so that torchrun's exit status says it too
         raise typer.Exit(1)
 
 

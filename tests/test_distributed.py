@@ -1,3 +1,7 @@
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -70,3 +74,30 @@ def test_a_bad_shard_on_the_command_line_is_one_line(run_cli, tmp_path):
     result = run_cli("denoise", tmp_path, "-o", tmp_path / "out", "--shard", "2/2")
     assert result.exit_code == 1
     assert result.stderr.strip().count("\n") == 0 and "--shard 2/2" in result.stderr
+
+
+def torchrun(*args: object, processes: int = 2) -> subprocess.CompletedProcess:
+    """``torchrun --standalone --nproc-per-node=N -m iscl_cli ARGS`` (torch.distributed.run is torchrun)."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}",
+               "-m", "iscl_cli", *map(str, args)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+@pytest.mark.slow
+def test_two_ranks_denoise_every_input_once_as_one_process_does(run_cli, tmp_path):
+    model = tiny_model_file(tmp_path / "model.pt")
+    inputs = backlog(tmp_path)
+    common = ["--model", model, "--allow-clipping", "--symmetries", "1", "--device", "cpu"]
+    assert run_cli("denoise", *inputs, "-o", tmp_path / "whole", *common).exit_code == 0
+    result = torchrun("denoise", *inputs, "-o", tmp_path / "ranks", *common, "--json")
+    assert result.returncode == 0, result.stderr
+
+    summary = json.loads(result.stdout)  # one summary, from rank 0 only
+    assert summary["processes"] == 2 and summary["failed"] == 0
+    assert [job["input"] for job in summary["jobs"]] == [str(path) for path in inputs]
+    whole, ranks = denoised_files(tmp_path / "whole"), denoised_files(tmp_path / "ranks")
+    assert sorted(ranks) == sorted(whole)
+    for name, path in ranks.items():
+        if name.endswith(".tif"):
+            assert path.read_bytes() == whole[name].read_bytes()
