@@ -293,9 +293,11 @@ def train(
     """Learn a denoiser from a folder of noisy scans and an unrelated folder of clean references."""
     from iscl_cli.intensity import parse_window
     from iscl_cli.devices import use_threads
+    from iscl_cli.distributed import torchrun_world
     from iscl_cli.train import RESUMABLE_SETTINGS, make_train_config, train as run_training
 
-    quiet_notes(quiet)
+    world = torchrun_world()
+    quiet_notes(quiet or not world.is_main)  # under torchrun, rank 0's notes stand for all
     use_threads(threads)
     config, changes = None, None
     if resume is not None:
@@ -315,9 +317,11 @@ def train(
             window=parse_window(window) if window else None, per_domain=per_domain, export=export, channel=channel,
             init_from=None if init_from is None else str(init_from.resolve()),
         )
-    with TrainProgress(quiet, every=10) as progress:
-        model_path = run_training(config, resume=resume, progress=progress, overwrite=overwrite, changes=changes)
-    out.print(str(model_path), markup=False)
+    with TrainProgress(quiet or not world.is_main, every=10) as progress:
+        model_path = run_training(config, resume=resume, progress=progress, overwrite=overwrite, changes=changes,
+                                  world=world)
+    if world.is_main:
+        out.print(str(model_path), markup=False)
 
 
 @app.command(epilog=EXIT_STATUS)

@@ -15,7 +15,7 @@ import os
 import shlex
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,6 +30,8 @@ from iscl_cli.checkpoint import (ALL_NETS, CHECKPOINT_FILE, MODEL_FILE, LoadedMo
                                  model_file, network_skeleton, save_atomic, save_model, weight_bytes)
 from iscl_cli.data import PatchSampler
 from iscl_cli.devices import autocast_dtype, resolve_device
+from iscl_cli.distributed import (World, average_buffers, averaged_numbers, data_parallel, from_every_rank,
+                                  process_group, rank_device, rank_seed, rank_torch_seed, shared_from_main)
 from iscl_cli.errors import IsclError
 from iscl_cli.intensity import IntensityMapping, fit_intensity
 from iscl_cli.io import open_volumes
@@ -191,12 +193,23 @@ def with_absolute_paths(config: TrainConfig) -> TrainConfig:
                    val_noisy=absolute(config.val_noisy), val_clean=absolute(config.val_clean))
 
 
-class Run:
-    """A training run's state: data, networks, optimisers, averaged generators, random state."""
+def training_device(config: TrainConfig, world: World) -> torch.device:
+    """The device a rank trains on: ``config.device``, and each rank its own GPU under torchrun."""
+    return rank_device(resolve_device(config.device), world)
 
-    def __init__(self, config: TrainConfig, mapping: IntensityMapping | None = None) -> None:
+
+class Run:
+    """A training run's state: data, networks, optimisers, averaged generators, random state.
+
+    Under torchrun (``world`` of more than one rank) every rank holds a Run: the same
+    weights, its own patches (drawn from ``rank_seed(seed, rank)``), gradients and running
+    batch statistics averaged over the ranks after each update and step.
+    """
+
+    def __init__(self, config: TrainConfig, mapping: IntensityMapping | None = None, world: World = World()) -> None:
         self.config = config
-        self.device = resolve_device(config.device)
+        self.world = world
+        self.device = training_device(config, world)
         self.amp_dtype = autocast_dtype(self.device)
         noisy_volumes = open_volumes(config.noisy, config.channel)
         clean_volumes = open_volumes(config.clean, config.channel)
@@ -205,7 +218,7 @@ class Run:
             mapping = start.mapping
         self.mapping = mapping or fit_intensity(noisy_volumes, clean_volumes, seed=config.seed,
                                                 window=config.window, per_domain=config.per_domain)
-        self.rng = np.random.default_rng(config.seed)
+        self.rng = np.random.default_rng(rank_seed(config.seed, world.rank))
         self.noisy = PatchSampler(noisy_volumes, self.mapping, "noisy", config.patch_size, self.rng)
         self.clean = PatchSampler(clean_volumes, self.mapping, "clean", config.patch_size, self.rng)
         torch.manual_seed(config.seed)
@@ -219,6 +232,9 @@ class Run:
         self.model = self.model.to(self.device)
         if self.device.type == "cuda":
             self.model = self.model.to(memory_format=torch.channels_last)
+        self.trainer = data_parallel(self.model, self.device, world)  # before the optimisers copy any weights
+        if world.size > 1:  # the ranks' random inputs (noise_inputs) differ like their patches
+            torch.manual_seed(rank_torch_seed(config.seed, world.rank))
         self.optimizers = build_optimizers(self.model, lr=config.lr, final_lr=config.final_lr,
                                            total_steps=config.steps, betas=(0.9, config.beta2), d_lr=config.d_lr)
         self.swa_F = AveragedModel(self.model.F, use_buffers=True)
@@ -233,7 +249,9 @@ class Run:
         if self.device.type == "cuda":
             x, y = x.contiguous(memory_format=torch.channels_last), y.contiguous(memory_format=torch.channels_last)
         self.model.train()
-        losses = self.model.train_step(x, y, *self.optimizers.step_optimizers(), amp_dtype=self.amp_dtype)
+        losses = self.trainer.train_step(x, y, *self.optimizers.step_optimizers(), amp_dtype=self.amp_dtype)
+        average_buffers(self.model, self.world)
+        losses = averaged_numbers(losses, self.world, self.device)
         self.optimizers.advance_schedules()
         self.step += 1
         if self.step > self.swa_from:
@@ -252,6 +270,7 @@ class Run:
         return final.to(memory_format=torch.contiguous_format)
 
     def state_dict(self) -> dict[str, Any]:
+        """Everything to continue from; call it on every rank (it gathers their random states)."""
         return {
             "format": "iscl-checkpoint",
             "step": self.step,
@@ -261,8 +280,9 @@ class Run:
             "optimizers": self.optimizers.state_dict(),
             "swa_F": self.swa_F.state_dict(),
             "swa_G": self.swa_G.state_dict(),
-            "numpy_rng": self.rng.bit_generator.state,
-            "torch_rng": torch.get_rng_state(),
+            "world_size": self.world.size,
+            "random_states": from_every_rank(self.world, {"numpy": self.rng.bit_generator.state,
+                                                          "torch": torch.get_rng_state()}),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -272,8 +292,11 @@ class Run:
         if self.step > self.swa_from:  # averaging restarts when a run is extended to past this step
             self.swa_F.load_state_dict(state["swa_F"])
             self.swa_G.load_state_dict(state["swa_G"])
-        self.rng.bit_generator.state = state["numpy_rng"]
-        torch.set_rng_state(state["torch_rng"])
+        # Checkpoints written before torchrun training held the one process's streams on their own.
+        states = state.get("random_states") or [{"numpy": state["numpy_rng"], "torch": state["torch_rng"]}]
+        own = states[self.world.rank]
+        self.rng.bit_generator.state = own["numpy"]
+        torch.set_rng_state(own["torch"])
 
     def provenance(self) -> dict[str, Any]:
         return {
@@ -285,6 +308,7 @@ class Run:
             "noisy_data": self.noisy.summary(),
             "clean_data": self.clean.summary(),
             "device": str(self.device),
+            "processes": self.world.size,
         }
 
 
@@ -311,7 +335,7 @@ def damaged_checkpoint_in_one_line(path: Path) -> Iterator[None]:
 
 def train(config: TrainConfig | None, root: Path | None = None, resume: Path | None = None,
           progress: ProgressCallback | None = None, overwrite: bool = False,
-          changes: dict[str, Any] | None = None) -> Path:
+          changes: dict[str, Any] | None = None, world: World = World()) -> Path:
     """Train a model from the unpaired folders in ``config``; returns the model file's path.
 
     The run gets a folder of its own (``iscl_cli.run_folder``); ``overwrite`` lets it
@@ -321,6 +345,9 @@ def train(config: TrainConfig | None, root: Path | None = None, resume: Path | N
     ``RESUMABLE_SETTINGS``) apply on top. More ``steps`` extend a run, finished or not:
     the learning rate then follows the longer run's schedule, and the generators' weight
     averaging restarts at its 60 % when the run has not reached that step yet.
+
+    Under torchrun (``world``), every rank calls this: only rank 0 claims the folder and
+    writes into it, and a run resumes only on as many ranks as it was trained on.
     """
     if resume is not None:
         checkpoint_path = resume / CHECKPOINT_FILE if resume.is_dir() else resume
@@ -331,22 +358,39 @@ def train(config: TrainConfig | None, root: Path | None = None, resume: Path | N
             stored = TrainConfig.from_dict(state["config"])
             mapping, step = IntensityMapping.from_dict(state["intensity"]), int(state["step"])
         config = resumed_config(stored, changes or {}, step)
-        with RunFolder.claim_existing(checkpoint_path.parent) as folder:
-            run = Run(config, mapping=mapping)
+        refuse_another_world_size(int(state.get("world_size", 1)), world, checkpoint_path)
+        with process_group(world, training_device(config, world)), \
+                (RunFolder.claim_existing(checkpoint_path.parent) if world.is_main else nullcontext()) as folder:
+            run = Run(config, mapping=mapping, world=world)
             with damaged_checkpoint_in_one_line(checkpoint_path):
                 run.load_state_dict(state)
-            folder.keep_metrics_until(run.step)
-            if config != stored:
-                folder.write_config(config.to_dict())
+            if folder is not None:
+                folder.keep_metrics_until(run.step)
+                if config != stored:
+                    folder.write_config(config.to_dict())
             return train_run(run, folder, progress)
     if config is None:
         raise IsclError("nothing to train: give a configuration or a run to resume")
     config = with_absolute_paths(config.validated())
-    with RunFolder.claim_new(config.out, root or Path.cwd(), overwrite) as folder:
+    with process_group(world, training_device(config, world)), \
+            (RunFolder.claim_new(config.out, root or Path.cwd(), overwrite) if world.is_main else nullcontext()) as folder:
+        if folder is None:
+            return train_run(Run(config, world=world), None, progress)
         with folder.discarded_on_failure():
-            run = Run(config)
+            run = Run(config, world=world)
             folder.write_config(config.to_dict())
         return train_run(run, folder, progress)
+
+
+def refuse_another_world_size(trained_on: int, world: World, checkpoint_path: Path) -> None:
+    """A run continues only on as many processes as it was trained on: each drew its own
+    patches, and the checkpoint holds each one's random stream."""
+    if trained_on == world.size:
+        return
+    how = "without torchrun" if trained_on == 1 else f"under torchrun with {trained_on} processes in all"
+    raise IsclError(f"this run was trained on {trained_on} process(es), not {world.size}, and continues only on as "
+                    f"many (each drew its own patches; their random streams are in the checkpoint): resume it {how}",
+                    checkpoint_path)
 
 
 def resumed_config(stored: TrainConfig, changes: dict[str, Any], step: int) -> TrainConfig:
@@ -357,36 +401,48 @@ def resumed_config(stored: TrainConfig, changes: dict[str, Any], step: int) -> T
     return config
 
 
-def train_run(run: Run, folder: RunFolder, progress: ProgressCallback | None = None) -> Path:
+def train_run(run: Run, folder: RunFolder | None, progress: ProgressCallback | None = None) -> Path:
     """The training loop of a set-up run in its claimed folder, then the model file; returns its path.
 
     Every preview also redraws ``curves.png``; Ctrl-C becomes a ``TrainingInterrupted``
-    that names the command to continue with."""
-    config, run_dir = run.config, folder.path
-    validator = Validator(config.val_noisy, config.val_clean, run.mapping, channel=config.channel) if config.val_noisy else None
-    LOG.info("training in %s (%s preset, %d of %d steps done, on %s)", run_dir, config.preset, run.step,
-             config.steps, run.device)
+    that names the command to continue with. ``folder`` is None on the ranks other than 0
+    of a torchrun job: they train alongside rank 0, which alone validates and writes."""
+    config = run.config
+    run_dir: Path = shared_from_main(run.world, None if folder is None else folder.path)
+    writes = folder is not None
+    validator = Validator(config.val_noisy, config.val_clean, run.mapping, channel=config.channel) \
+        if config.val_noisy and writes else None
+    if writes:
+        LOG.info("training in %s (%s preset, %d of %d steps done, on %s)", run_dir, config.preset, run.step,
+                 config.steps, run.device if run.world.size == 1 else f"{run.world.size} processes, rank 0 on {run.device}")
     checkpointed = run.step
     try:
-        with folder.metrics() as metrics:
+        with folder.metrics() if writes else nullcontext() as metrics:
             while run.step < config.steps:
                 started = time.perf_counter()
                 losses = run.train_step()
                 seconds = time.perf_counter() - started
-                validates = validator is not None and (run.step % config.val_every == 0 or run.step == config.steps)
-                scores = validator.evaluate(run.model) if validates else {}
-                metrics.append({"step": run.step, **losses, "seconds": seconds, **scores})
-                if run.step % config.preview_every == 0 or run.step == config.steps:
-                    write_preview(run, run_dir / PREVIEWS_DIR / f"step-{run.step:06d}.png")
-                    plot_training_curves(run_dir / METRICS_FILE, run_dir / CURVES_FILE)
-                if run.step % config.checkpoint_every == 0 or run.step == config.steps:
-                    save_atomic(run.state_dict(), run_dir / CHECKPOINT_FILE)
+                checkpoints = run.step % config.checkpoint_every == 0 or run.step == config.steps
+                state = run.state_dict() if checkpoints else None  # on every rank: it gathers their random states
+                scores: dict[str, float] = {}
+                if writes:
+                    validates = validator is not None and (run.step % config.val_every == 0 or run.step == config.steps)
+                    scores = validator.evaluate(run.model) if validates else {}
+                    metrics.append({"step": run.step, **losses, "seconds": seconds, **scores})
+                    if run.step % config.preview_every == 0 or run.step == config.steps:
+                        write_preview(run, run_dir / PREVIEWS_DIR / f"step-{run.step:06d}.png")
+                        plot_training_curves(run_dir / METRICS_FILE, run_dir / CURVES_FILE)
+                    if state is not None:
+                        save_atomic(state, run_dir / CHECKPOINT_FILE)
+                if checkpoints:
                     checkpointed = run.step
                 if progress is not None:
                     progress(StepReport(run.step, config.steps, losses, seconds, scores))
     except KeyboardInterrupt:
         raise TrainingInterrupted(interruption_note(run_dir, run.step, checkpointed)) from None
     model_path = run_dir / MODEL_FILE
+    if not writes:
+        return model_path
     final = run.final_model()
     check = check_removed_noise(final, run)
     LOG.info("removed-noise structure on %d noisy training slices: %+.2f (about 0 = only noise removed; "

@@ -8,11 +8,14 @@ import numpy as np
 import pydicom
 import pytest
 import tifffile
+import torch
 
+from iscl_cli.checkpoint import load_model, load_trusted_dict
 from iscl_cli.distributed import Shard, parse_shard
 from iscl_cli.errors import IsclError
+from iscl_cli.train import train
 from tests.io_samples import ct_series
-from tests.tiny import tiny_model_file
+from tests.tiny import TINY_NETWORK, tiny_model_file
 
 
 def test_shards_take_every_nth_item():
@@ -101,3 +104,62 @@ def test_two_ranks_denoise_every_input_once_as_one_process_does(run_cli, tmp_pat
     for name, path in ranks.items():
         if name.endswith(".tif"):
             assert path.read_bytes() == whole[name].read_bytes()
+
+
+def train_on_two_ranks(folders: tuple[str, str], run: Path, weights: Path, *options: object,
+                       stop_at_step: int = 0) -> subprocess.CompletedProcess:
+    weights.mkdir(exist_ok=True)
+    noisy, clean = folders
+    network = [f"--net={name}={value}" for name, value in TINY_NETWORK.items()]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+               str(Path(__file__).with_name("rank_recorder.py")), "train", "--noisy", noisy, "--clean", clean,
+               "--out", run, "--preset", "quick", *network, "--steps", 8, "--batch-size", 2, "--patch-size", 16,
+               "--checkpoint-every", 6, "--preview-every", 4, "--device", "cpu", *options]
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "RANK_WEIGHTS": str(weights),
+                   "STOP_AT_STEP": str(stop_at_step), "PYTHONPATH": str(Path(__file__).parents[1])}
+    return subprocess.run(list(map(str, command)), capture_output=True, text=True, timeout=300, env=environment)
+
+
+def rank_weights(folder: Path) -> list[dict[str, torch.Tensor]]:
+    return [torch.load(folder / f"rank-{rank}.pt") for rank in range(2)]
+
+
+@pytest.fixture
+def folders(tmp_path):
+    rng = np.random.default_rng(0)
+    for domain in ("raw", "ref"):
+        (tmp_path / domain).mkdir()
+        tifffile.imwrite(tmp_path / domain / "a.tif", rng.uniform(200, 3000, (3, 40, 48)).astype(np.uint16),
+                         photometric="minisblack")
+    return str(tmp_path / "raw"), str(tmp_path / "ref")
+
+
+@pytest.mark.slow
+def test_two_ranks_train_one_model_and_resume_bit_for_bit(folders, tmp_path):
+    whole = train_on_two_ranks(folders, tmp_path / "whole", tmp_path / "whole-weights")
+    assert whole.returncode == 0, whole.stderr
+    assert whole.stdout.strip() == str(tmp_path / "whole" / "model.pt")  # printed once, by rank 0
+    ranks = rank_weights(tmp_path / "whole-weights")
+    for name in ranks[0]:  # parameters and running batch statistics alike
+        assert torch.equal(ranks[0][name], ranks[1][name]), name
+    written = sorted(str(path.relative_to(tmp_path / "whole")) for path in (tmp_path / "whole").rglob("*"))
+    assert written == ["checkpoint.pt", "config.json", "curves.png", "metrics.jsonl", "model.pt", "previews",
+                       "previews/step-000004.png", "previews/step-000008.png"]
+    assert len((tmp_path / "whole" / "metrics.jsonl").read_text().splitlines()) == 8
+    checkpoint = load_trusted_dict(tmp_path / "whole" / "checkpoint.pt", "checkpoint")
+    assert checkpoint["world_size"] == 2
+    streams = [state["numpy"]["state"]["state"] for state in checkpoint["random_states"]]
+    assert streams[0] != streams[1]  # each rank drew its own patches
+    assert load_model(tmp_path / "whole" / "model.pt").card["provenance"]["processes"] == 2
+
+    # Stopped after step 7 (checkpoint at 6), then resumed on two ranks: the same weights on each.
+    stopped = train_on_two_ranks(folders, tmp_path / "split", tmp_path / "stopped-weights", stop_at_step=7)
+    assert stopped.returncode != 0 and not (tmp_path / "split" / "model.pt").exists()
+    resumed = train_on_two_ranks(folders, tmp_path / "split", tmp_path / "split-weights", "--resume", tmp_path / "split")
+    assert resumed.returncode == 0, resumed.stderr
+    for whole_rank, split_rank in zip(ranks, rank_weights(tmp_path / "split-weights")):
+        for name in whole_rank:
+            assert torch.equal(whole_rank[name], split_rank[name]), name
+
+    with pytest.raises(IsclError, match=r"trained on 2 process\(es\), not 1.*with 2 processes"):
+        train(None, resume=tmp_path / "split")
