@@ -16,8 +16,11 @@ time limit) and is judged on what the child printed and what it left on disk:
     python benchmarks/hostile_inputs.py             # all cases, about 10 minutes on 2 busy cores
     python benchmarks/hostile_inputs.py -k dicom,disk   # the cases whose name or group holds "dicom" or "disk"
 
-Prints one line per case and the totals, and writes benchmarks/results/hostile_inputs.json.
-Cases that need a small tmpfs (full disks) are skipped when it cannot be mounted (not root).
+    python benchmarks/hostile_inputs.py --table benchmarks/results/hostile_inputs.json   # its table, no run
+
+Prints one line per case, the totals, and the per-group table of docs/robustness.md (in
+Markdown), and writes benchmarks/results/hostile_inputs.json. Cases that need a small
+tmpfs (full disks) are skipped when it cannot be mounted (not root).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +68,19 @@ TINY_TRAINING = ["--preset", "quick", "--steps", "4", "--batch-size", "2", "--pa
 UNFINISHED = re.compile(r"^\..+\.(tmp|old)-")
 REMARKS = ("note: ", "warning: ")
 """stderr lines that remark on a result rather than report a problem."""
+GROUP_DESCRIPTIONS = {
+    "tiff": "broken, truncated, forged and bomb TIFFs; NaN pixels; odd shapes and pixel types; pipes, links, folders",
+    "range": "values outside the model's intensity range",
+    "output": "`-o` onto or inside an input, existing outputs",
+    "options": "denoise options out of range",
+    "dicom": "broken and forged DICOM headers and pixel data, RLE bombs, series",
+    "model": "hostile and damaged model files, through `iscl info` and `denoise --model`",
+    "train": "training data, run folders, resumes, damaged checkpoints, `--net` sizes",
+    "interrupt": "`kill -9` during a denoise, an `--overwrite` of a series, training",
+    "race": "two denoise runs into one output",
+    "disk": "full disks (1 MiB tmpfs) during TIFF, DICOM, checkpoint and run-folder writes",
+}
+"""What each group of cases tries, for the table of docs/robustness.md."""
 
 
 # ----------------------------------------------------------------------------- running and judging
@@ -194,7 +211,11 @@ def judge(case: Case, folder: Path) -> Verdict:
         if UNFINISHED.match(path.name) and path.is_dir():
             verdict.add("partial", str(path.relative_to(folder)))
     if case.check is not None:
-        for problem in case.check(folder, outcomes):
+        try:
+            problems = case.check(folder, outcomes)
+        except Exception as error:  # the result is missing or unreadable: that is the finding
+            problems = [f"unexpected: the result could not be checked ({type(error).__name__}: {error})"]
+        for problem in problems:
             kind, _, detail = problem.partition(": ")
             verdict.add(kind, detail)
     return verdict
@@ -274,12 +295,14 @@ def ct_series(folder: Path, count: int = 3, **changes: object) -> list[Path]:
 
 def dicom_with(folder: Path, name: str = "x.dcm", **changes: object) -> Path:
     dataset = ct_small()
-    for keyword, value in changes.items():
-        if value is None:
-            delattr(dataset, keyword)
-        else:
-            setattr(dataset, keyword, value)
-    dataset.save_as(folder / name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom warns about the invalid values these cases write on purpose
+        for keyword, value in changes.items():
+            if value is None:
+                delattr(dataset, keyword)
+            else:
+                setattr(dataset, keyword, value)
+        dataset.save_as(folder / name)
     return folder / name
 
 
@@ -799,6 +822,8 @@ def parse_args() -> argparse.Namespace:
                                                "comma-separated words")
     parser.add_argument("--workdir", type=Path, default=None, help="where the cases run (default: a temp folder)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "hostile_inputs.json", help="JSON to write")
+    parser.add_argument("--table", type=Path, default=None, metavar="JSON",
+                        help="print the Markdown table of an earlier run's JSON and run nothing")
     return parser.parse_args()
 
 
@@ -812,11 +837,29 @@ def mount_small_disk(folder: Path) -> bool:
 
 def main() -> None:
     args = parse_args()
+    if args.table is not None:
+        print(markdown_table(json.loads(args.table.read_text())["summary"]))
+        return
     root = Path(tempfile.mkdtemp(prefix="iscl-hostile-", dir=args.workdir))
+    try:
+        verdicts, seconds = run_cases(root, args.k)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    summary = {**totals(verdicts), "seconds": seconds}
+    print(json.dumps(summary, indent=2))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"summary": summary, "cases": [verdict.__dict__ for verdict in verdicts]},
+                                   indent=2) + "\n")
+    print(markdown_table(summary))
+
+
+def run_cases(root: Path, selection: str) -> tuple[list[Verdict], int]:
+    """Judge every case whose name or group holds one of the comma-separated words of
+    ``selection``, each in a folder under ``root``, printing one line per case."""
     material = Material(root / "material")
     cases = [case for make in (denoise_cases, dicom_cases, model_cases, train_cases, interruption_cases,
                                full_disk_cases) for case in make(material)]
-    words = [word.strip().lower() for word in args.k.split(",")]
+    words = [word.strip().lower() for word in selection.split(",")]
     cases = [case for case in cases if any(word in f"{case.group} {case.name}".lower() for word in words)]
     verdicts = []
     started = time.perf_counter()
@@ -834,24 +877,41 @@ def main() -> None:
         verdict = verdicts[-1]
         status = ", ".join(f"{kind}: {'; '.join(details)}" for kind, details in verdict.findings.items()) or "ok"
         print(f"{number:3d} [{case.group}] {case.name}: {status} ({' | '.join(verdict.outcomes)})", flush=True)
-    summary = totals(verdicts)
-    summary["seconds"] = round(time.perf_counter() - started)
-    print(json.dumps(summary, indent=2))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"summary": summary, "cases": [verdict.__dict__ for verdict in verdicts]},
-                                   indent=2) + "\n")
-    shutil.rmtree(root, ignore_errors=True)
+    return verdicts, round(time.perf_counter() - started)
 
 
-def totals(verdicts: list[Verdict]) -> dict[str, int]:
+def totals(verdicts: list[Verdict]) -> dict[str, object]:
+    """The counts over all cases, and cases / as expected / clean errors per group."""
     judged = [verdict for verdict in verdicts if verdict.skipped is None]
     count = {kind: sum(kind in verdict.findings for verdict in judged)
              for kind in ("traceback", "partial", "data loss", "silent", "unexpected")}
-    clean_errors = sum(any(o.startswith("exit 1: error:") for o in verdict.outcomes) for verdict in judged)
+    groups: dict[str, dict[str, int]] = {}
+    for verdict in judged:
+        group = groups.setdefault(verdict.group, {"cases": 0, "as expected": 0, "clean errors": 0})
+        group["cases"] += 1
+        group["as expected"] += not verdict.findings
+        group["clean errors"] += any(outcome.startswith("exit 1: error:") for outcome in verdict.outcomes)
     return {"cases": len(judged), "skipped": len(verdicts) - len(judged),
-            "as expected": sum(not verdict.findings for verdict in judged), "clean errors": clean_errors,
+            "as expected": sum(group["as expected"] for group in groups.values()),
+            "clean errors": sum(group["clean errors"] for group in groups.values()),
             "tracebacks": count["traceback"], "partial files": count["partial"], "data loss": count["data loss"],
-            "silent": count["silent"], "unexpected": count["unexpected"]}
+            "silent": count["silent"], "unexpected": count["unexpected"], "groups": groups}
+
+
+def markdown_table(summary: dict[str, object]) -> str:
+    """The per-group table and the totals line of docs/robustness.md, from a run's summary."""
+    lines = ["| group | what | cases | as expected | clean errors |", "|---|---|---:|---:|---:|"]
+    for name, description in GROUP_DESCRIPTIONS.items():
+        if name in summary["groups"]:
+            group = summary["groups"][name]
+            lines.append(f"| {name} | {description} | {group['cases']} | {group['as expected']} | "
+                         f"{group['clean errors']} |")
+    lines += ["", f"Totals: {summary['cases']} cases ({summary['skipped']} skipped), {summary['as expected']} as "
+                  f"expected, {summary['clean errors']} with a clean error; "
+                  f"{summary['tracebacks']} tracebacks, {summary['partial files']} partial files, "
+                  f"{summary['data loss']} data loss, {summary['silent']} silent, {summary['unexpected']} unexpected "
+                  f"({summary['seconds']} s)."]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
