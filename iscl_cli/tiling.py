@@ -1,8 +1,9 @@
-"""Tiled sliding-window inference over one 2D slice, with smooth blending of the overlaps.
+"""Tiled sliding-window inference over 2D slices, with smooth blending of the overlaps.
 
 A slice is cut into a grid of equal, overlapping tiles that all lie inside it; the model
 runs on batches of tiles, and each output pixel is the weighted mean of the tiles that
-cover it. Three choices keep this cheap and faithful to one untiled pass:
+cover it. Given several slices of one size (N, C, H, W), the tiles of all of them fill the
+batches in turn, as in MONAI, so that small slices still make full model calls. Three choices keep this cheap and faithful to one untiled pass:
 
 * Tiles are balanced: per axis, the fewest tiles of at most ``tile_size`` that overlap by
   at least ``overlap``, shrunk to the smallest size that still does, spaced evenly so the
@@ -49,7 +50,7 @@ def sliding_window_inference(
     amp_dtype: torch.dtype | None = None,
     alignment: int = 1,
 ) -> torch.Tensor:
-    """Run ``model`` over ``image`` tile by tile and blend the tiles into one output slice.
+    """Run ``model`` over ``image`` tile by tile and blend the tiles into output slices.
 
     Along each axis the slice is covered by the fewest tiles of at most ``tile_size``
     pixels that overlap by at least ``overlap``; the tiles are then shrunk to the smallest
@@ -70,8 +71,14 @@ def sliding_window_inference(
     * other models (the ISCL networks' local statistics reach further) differ by an amount
       that shrinks as the overlap grows; docs/tiling.md gives the measured numbers.
 
+    Given a stack of slices, each slice is tiled as it would be alone and its tiles are
+    blended in the same order; only the batches differ: they take ``batch_size`` tiles of
+    the stack in turn (slice by slice, row by row), so one call can hold tiles of several
+    slices. The results are those of tiling each slice alone, to the model's own batch
+    invariance (tests/test_tiling.py; docs/tiling.md).
+
     Args:
-        image: (C, H, W) float tensor, on any device.
+        image: (C, H, W) float tensor, or (N, C, H, W) for N slices of one size; on any device.
         model: maps a (B, C, h, w) batch of tiles to (B, C', h, w); called under
             ``torch.inference_mode`` and, with ``amp_dtype``, autocast. Putting it in eval
             mode is the caller's business.
@@ -85,7 +92,7 @@ def sliding_window_inference(
             of the crossfade; it keeps the least weight near tile edges), ``"cosine"`` (a
             raised cosine; two neighbours' weights sum to one before normalisation) or
             ``"constant"`` (no window: a plain mean of the overlapping tiles, for comparison).
-        batch_size: tiles per model call.
+        batch_size: tiles per model call, from one slice or several.
         device: where the model runs; None means ``image.device``. Tiles and the output
             accumulator live there; the result is moved back to ``image.device``.
         amp_dtype: with a dtype (``torch.bfloat16``, ``torch.float16``), the model runs
@@ -97,14 +104,14 @@ def sliding_window_inference(
             gives it for an ISCL model. The default, 1, suits a model without strides.
 
     Returns:
-        (C', H, W) float32 tensor on ``image.device``.
+        (C', H, W) float32 tensor, or (N, C', H, W) for a stack, on ``image.device``.
 
     Raises:
         ValueError: a wrongly shaped image, an invalid parameter, or a model output that
             does not keep the tile's batch and size.
     """
-    if image.dim() != 3:
-        raise ValueError(f"image must be (C, H, W), got shape {tuple(image.shape)}")
+    if image.dim() not in (3, 4):
+        raise ValueError(f"image must be (C, H, W) or (N, C, H, W), got shape {tuple(image.shape)}")
     if blend not in BLEND_MODES:
         raise ValueError(f"blend must be one of {', '.join(BLEND_MODES)}, got {blend!r}")
     if batch_size < 1:
@@ -115,17 +122,19 @@ def sliding_window_inference(
     overlap_height = overlap_pixels(overlap, tile_height, alignment)
     overlap_width = overlap_pixels(overlap, tile_width, alignment)
     compute_device = image.device if device is None else torch.device(device)
-    _, height, width = image.shape
+    slices = image if image.dim() == 4 else image[None]
+    count, _, height, width = slices.shape
 
     rows = _AxisLayout(height, tile_height, overlap_height, alignment, blend, compute_device)
     columns = _AxisLayout(width, tile_width, overlap_width, alignment, blend, compute_device)
-    grid = [(row, column) for row in range(len(rows.starts)) for column in range(len(columns.starts))]
-    source = image.to(compute_device, torch.float32)
+    grid = [(index, row, column) for index in range(count)
+            for row in range(len(rows.starts)) for column in range(len(columns.starts))]
+    source = slices.to(compute_device, torch.float32)
 
     output: torch.Tensor | None = None
     for first in range(0, len(grid), batch_size):
         batch = grid[first:first + batch_size]
-        tiles = torch.stack([source[:, rows.span(row), columns.span(column)] for row, column in batch])
+        tiles = torch.stack([source[index, :, rows.span(row), columns.span(column)] for index, row, column in batch])
         if compute_device.type == "cuda":
             # cuDNN's fastest convolutions (and those under autocast) take NHWC.
             tiles = tiles.contiguous(memory_format=torch.channels_last)
@@ -134,13 +143,24 @@ def sliding_window_inference(
             raise ValueError(f"model must map (B, C, h, w) to (B, C', h, w); it mapped {tuple(tiles.shape)} "
                              f"to {tuple(predictions.shape)}")
         if output is None:
-            output = torch.zeros((predictions.shape[1], height, width), dtype=torch.float32, device=compute_device)
-        row_weights = rows.weights[[row for row, _ in batch]]
-        column_weights = columns.weights[[column for _, column in batch]]
+            output = torch.zeros((count, predictions.shape[1], height, width), dtype=torch.float32,
+                                 device=compute_device)
+        row_weights = rows.weights[[row for _, row, _ in batch]]
+        column_weights = columns.weights[[column for _, _, column in batch]]
         weighted = predictions.float() * row_weights[:, None, :, None] * column_weights[:, None, None, :]
-        for (row, column), tile in zip(batch, weighted, strict=True):
-            output[:, rows.span(row), columns.span(column)] += tile
-    return output.to(image.device)
+        for (index, row, column), tile in zip(batch, weighted, strict=True):
+            output[index, :, rows.span(row), columns.span(column)] += tile
+    output = output.to(image.device)
+    return output if image.dim() == 4 else output[0]
+
+
+def tile_count(height: int, width: int, tile_size: int | tuple[int, int] = 512, overlap: float | int = 64,
+               alignment: int = 1) -> int:
+    """How many tiles ``sliding_window_inference`` cuts one height x width slice into."""
+    tile_height, tile_width = _pair(tile_size)
+    row_starts = _tile_starts(height, tile_height, overlap_pixels(overlap, tile_height, alignment), alignment)[1]
+    column_starts = _tile_starts(width, tile_width, overlap_pixels(overlap, tile_width, alignment), alignment)[1]
+    return len(row_starts) * len(column_starts)
 
 
 def tile_weights(tile_size: tuple[int, int], blend: BlendMode, overlap: tuple[int, int]) -> torch.Tensor:

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from iscl_cli.tiling import BLEND_MODES, EDGE_WEIGHT, _tile_starts, sliding_window_inference, tile_weights
+from iscl_cli.tiling import BLEND_MODES, EDGE_WEIGHT, _tile_starts, sliding_window_inference, tile_count, tile_weights
 from models.iscl import ISCL, ISCLConfig
 from models.norm import BatchInstanceNorm2d
 
@@ -202,6 +202,41 @@ def test_a_strided_network_needs_tiles_aligned_to_its_stride():
     torch.testing.assert_close(aligned, untiled, rtol=1e-5, atol=1e-5)
     shifted = sliding_window_inference(image, network, tile_size=TILE, overlap=24, alignment=1)
     assert (shifted - untiled).abs().max() > 1e-2
+
+
+# --- several slices per call --------------------------------------------------------
+
+class TileByTile:
+    """``network`` on each tile of a batch alone, recording the batch sizes: invariant to
+    how tiles are batched by construction, so any difference would be the tiler's."""
+
+    def __init__(self, network):
+        self.network, self.batches = network, []
+
+    def __call__(self, tiles: torch.Tensor) -> torch.Tensor:
+        self.batches.append(tiles.shape[0])
+        return torch.cat([self.network(tile[None]) for tile in tiles])
+
+
+@pytest.mark.parametrize(("height", "width"), [(5, 7), (37, 53), (70, 45)])
+@pytest.mark.parametrize("batch_size", [1, 3, 8])
+def test_a_stack_of_slices_gives_each_slice_tiled_alone_bit_for_bit(height, width, batch_size):
+    stack = torch.stack([phantom(height, width, seed=seed) for seed in range(5)])
+    options = dict(tile_size=32, overlap=8, blend="gaussian", batch_size=batch_size, alignment=2)
+    together = TileByTile(conv_stack(depth=3, strided=True))
+    one_at_a_time = TileByTile(conv_stack(depth=3, strided=True))
+    packed = sliding_window_inference(stack, together, **options)
+    alone = torch.stack([sliding_window_inference(image, one_at_a_time, **options) for image in stack])
+    assert packed.shape == stack.shape and torch.equal(packed, alone)
+    tiles = 5 * tile_count(height, width, 32, 8, 2)
+    assert together.batches == [batch_size] * (tiles // batch_size) + ([tiles % batch_size] if tiles % batch_size else [])
+
+
+def test_tile_count_is_the_number_of_tiles_the_model_sees():
+    assert tile_count(1024, 1024, 512, 64, 4) == 9 and tile_count(100, 30, 512, 64, 4) == 1
+    counting = TileByTile(identity)
+    sliding_window_inference(torch.zeros(1, 150, 70), counting, tile_size=64, overlap=16, batch_size=100, alignment=4)
+    assert counting.batches == [tile_count(150, 70, 64, 16, 4)]
 
 
 def test_bf16_autocast_stays_close_and_returns_float32():
