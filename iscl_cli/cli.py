@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from iscl_cli import __version__
+from iscl_cli.devices import PRECISIONS
 from iscl_cli.errors import IsclError, unexpected_error_line
 from iscl_cli.inference import TileOptions
 from iscl_cli.tiling import BLEND_MODES
@@ -333,8 +334,9 @@ def denoise(
     tile_size: Annotated[int, typer.Option(help="Largest tile side in pixels (tiles are balanced to fit the slice).")] = DEFAULT_TILES.tile_size,
     overlap: Annotated[float, typer.Option(help="Least tile overlap: a fraction of the tile (< 1) or pixels (>= 1).")] = DEFAULT_OVERLAP,
     blend: Annotated[str, typer.Option(help=f"Overlap blending window: {', '.join(BLEND_MODES)}.")] = DEFAULT_TILES.blend,
-    batch_size: Annotated[int, typer.Option(help="Tiles per forward pass.")] = DEFAULT_TILES.batch_size,
+    batch_size: Annotated[int, typer.Option(help="Tiles per forward pass; on a GPU, slices smaller than that share one.")] = DEFAULT_TILES.batch_size,
     symmetries: Annotated[int, typer.Option(help="Denoise each tile in this many of its 8 flips/rotations and average (1, 2, 4 or 8; 1 is 8 times faster).")] = DEFAULT_TILES.symmetries,
+    precision: Annotated[Optional[str], typer.Option(help=f"What the networks compute in: {', '.join(PRECISIONS)} (default bf16 on a CUDA GPU that has it, else fp32; docs/tiling.md#precision).", show_default=False)] = None,
     device: DeviceOption = "auto",
     threads: ThreadsOption = None,
     channel: ChannelOption = None,
@@ -365,7 +367,8 @@ def denoise(
     with process_group(world):
         loaded = load_model(resolve_model_path(model, Path.cwd()), rank_device(resolve_device(device), world))
         tiles = TileOptions(tile_size=tile_size, overlap=int(overlap) if overlap >= 1 else overlap, blend=blend,
-                            batch_size=batch_size, symmetries=symmetries).validated(tile_alignment(loaded.model))
+                            batch_size=batch_size, symmetries=symmetries, precision=precision,
+                            ).validated(tile_alignment(loaded.model), next(loaded.model.parameters()).device)
         plan = plan_outputs(inputs, output, overwrite=overwrite, write_noise=write_noise, channel=channel,
                             skip_existing=skip_existing).shard(own_shard).shard(world.shard)
         show_bar = not quiet and err.is_terminal and world.is_main  # one bar (rank 0's share), not one per rank

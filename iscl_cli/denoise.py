@@ -1,21 +1,25 @@
-"""Denoising files: volumes in, per-slice inference (``iscl_cli.inference``), the same format out.
+"""Denoising files: volumes in, slice inference (``iscl_cli.inference``), the same format out.
 
 A volume is streamed: the next slice is read in a background thread while the current
-one is denoised, and each result goes straight to the writer, so memory does not grow with
-the number of slices. Each input gets its own output; a failure in one is reported and the
-others go on.
+ones are denoised, and each result goes through a short queue to a writer thread, so
+reading, computing and writing overlap and memory does not grow with the number of
+slices. Slices smaller than a batch of tiles are denoised several at a time, their tiles
+sharing model calls. Each input gets its own output; a failure in one is reported and
+the others go on.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
+import queue
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import tifffile
@@ -24,7 +28,7 @@ from iscl_cli import __version__
 from iscl_cli.checkpoint import LoadedModel
 from iscl_cli.distributed import Shard
 from iscl_cli.errors import IsclError, unexpected_error_line
-from iscl_cli.inference import TileOptions, denoise_image
+from iscl_cli.inference import TileOptions, denoise_image, tile_alignment
 from iscl_cli.input_checks import InputTally, fill_non_finite
 from iscl_cli.io import open_volumes
 from iscl_cli.io.atomic import atomic_path
@@ -34,6 +38,9 @@ from iscl_cli.volume import Volume
 LOG = logging.getLogger("iscl")
 NOISE_SUFFIX = ".noise.tif"
 BIGTIFF_BYTES = 2**32 - 2**25  # classic TIFF offsets are 32-bit; leave room for tags
+# Results waiting for the writer: enough to ride out one slow write, few enough to bound memory.
+WRITE_QUEUE_DEPTH = 4
+Item = TypeVar("Item")
 
 
 def prefetched_slices(volume: Volume) -> Iterator[np.ndarray]:
@@ -47,6 +54,60 @@ def prefetched_slices(volume: Volume) -> Iterator[np.ndarray]:
             yield image
 
 
+def in_groups(items: Iterable[Item], size: int) -> Iterator[list[Item]]:
+    """``items`` in consecutive lists of ``size`` (the last one may be shorter)."""
+    iterator = iter(items)
+    while group := list(itertools.islice(iterator, size)):
+        yield group
+
+
+class WritingAbandoned(Exception):
+    """Raised inside a background writer's input when the producing side failed, so the
+    writer stops and cleans up as after any error of its own."""
+
+
+def write_in_background(items: Iterator[Item], write: Callable[[Iterable[Item]], None],
+                        depth: int = WRITE_QUEUE_DEPTH) -> None:
+    """``write(items)``, with ``write`` in a thread of its own and ``items`` produced in
+    this one, at most ``depth`` items ahead, so that writing overlaps computing.
+
+    An error on either side stops both and is raised here, the first one: the writer's
+    from the next hand-over, this side's (Ctrl-C included) after the writer has seen it as
+    ``WritingAbandoned`` from its input and finished, so an atomic writer leaves nothing.
+    """
+    handoff: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    end, abandon = object(), object()
+
+    def received() -> Iterator[Item]:
+        while (item := handoff.get()) is not end:
+            if item is abandon:
+                raise WritingAbandoned("the slices to write stopped coming")
+            yield item
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="iscl-writer") as writer:
+        writing = writer.submit(write, received())
+
+        def hand_over(item: Any) -> bool:
+            """Queue ``item``, waiting for room while the writer runs; False once it has stopped."""
+            while not writing.done():
+                try:
+                    handoff.put(item, timeout=0.1)  # a timeout, so a writer that died is noticed
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        try:
+            for item in items:
+                if not hand_over(item):
+                    break
+            hand_over(end)
+        except BaseException:
+            hand_over(abandon)
+            raise
+        writing.result()  # the writer's own error, if it had one
+
+
 def noise_output_path(out_dir: Path, volume: Volume) -> Path:
     """Where ``--write-noise`` puts the removed noise: ``<name>.noise.tif``, float32."""
     return out_dir / (Path(volume.name).stem + NOISE_SUFFIX if volume.format == "tiff" else volume.name + NOISE_SUFFIX)
@@ -54,8 +115,14 @@ def noise_output_path(out_dir: Path, volume: Volume) -> Path:
 
 def denoise_volume(volume: Volume, loaded: LoadedModel, out_path: Path, tiles: TileOptions,
                    noise_path: Path | None = None, on_slice: Callable[[], None] | None = None,
-                   overwrite: bool = False, allow_clipping: bool = False) -> NoiseCheck:
+                   overwrite: bool = False, allow_clipping: bool = False, slices_per_call: int | None = None,
+                   background_writing: bool = True) -> NoiseCheck:
     """Denoise every slice of ``volume`` and write them in its format to ``out_path``.
+
+    Slices are denoised ``slices_per_call`` at a time (default: ``tiles.slices_per_call``
+    on the model's device), the tiles of small slices sharing model calls with results
+    those of one slice at a time, and written in a thread of their own
+    (``write_in_background``) unless ``background_writing`` is False.
 
     With ``noise_path``, the removed noise (input - output, physical units) is also written,
     as a float32 TIFF stack. Both outputs appear only when complete, and replace existing
@@ -68,6 +135,9 @@ def denoise_volume(volume: Volume, loaded: LoadedModel, out_path: Path, tiles: T
     tally = InputTally(volume.source, loaded.mapping, allow_clipping)
     note = f"denoised by iscl {__version__} with model {loaded.path}"
     rows, cols = volume.shape
+    if slices_per_call is None:
+        slices_per_call = tiles.slices_per_call(volume.shape, tile_alignment(loaded.model),
+                                                next(loaded.model.parameters()).device)
     with ExitStack() as stack:
         noise_writer = None
         if noise_path is not None:
@@ -75,21 +145,36 @@ def denoise_volume(volume: Volume, loaded: LoadedModel, out_path: Path, tiles: T
             big = len(volume) * rows * cols * 4 > BIGTIFF_BYTES
             noise_writer = stack.enter_context(tifffile.TiffWriter(temporary, bigtiff=big))
 
-        def denoised_slices() -> Iterator[np.ndarray]:
-            for index, image in enumerate(prefetched_slices(volume)):
-                finite, odd = fill_non_finite(image)
-                tally.add(index, image, odd)
-                denoised = denoise_image(finite, loaded.model, loaded.mapping, tiles)
-                check.per_slice.append(structure_score(finite, denoised))
-                if odd is not None:
-                    denoised[odd] = image[odd]
-                if noise_writer is not None:
-                    noise_writer.write(image - denoised, contiguous=True, description=note)
-                if on_slice is not None:
-                    on_slice()
-                yield denoised
+        def denoised_slices() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+            """(input, denoised) for every slice in order."""
+            indices = itertools.count()
+            for images in in_groups(prefetched_slices(volume), slices_per_call):
+                filled = [fill_non_finite(image) for image in images]
+                for image, (_, odd) in zip(images, filled, strict=True):
+                    tally.add(next(indices), image, odd)
+                denoised = denoise_image(np.stack([finite for finite, _ in filled]), loaded.model,
+                                         loaded.mapping, tiles)
+                for image, (finite, odd), result in zip(images, filled, denoised, strict=True):
+                    check.per_slice.append(structure_score(finite, result))
+                    if odd is not None:
+                        result[odd] = image[odd]
+                    if on_slice is not None:
+                        on_slice()
+                    yield image, result
 
-        volume.write(out_path, denoised_slices(), note, overwrite=overwrite)
+        def write(results: Iterable[tuple[np.ndarray, np.ndarray]]) -> None:
+            def denoised_writing_noise() -> Iterator[np.ndarray]:
+                for image, denoised in results:
+                    if noise_writer is not None:
+                        noise_writer.write(image - denoised, contiguous=True, description=note)
+                    yield denoised
+
+            volume.write(out_path, denoised_writing_noise(), note, overwrite=overwrite)
+
+        if background_writing:
+            write_in_background(denoised_slices(), write)
+        else:
+            write(denoised_slices())
     tally.report()
     return check
 

@@ -28,11 +28,22 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def autocast_dtype(device: torch.device) -> torch.dtype | None:
-    """bf16 autocast on GPUs that support it (no loss scaling needed); full precision elsewhere."""
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    return None
+PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast_dtype(device: torch.device, precision: str | None = None) -> torch.dtype | None:
+    """The dtype to autocast to on ``device`` (None: fp32, no autocast) for ``precision``,
+    one of ``PRECISIONS``. None picks bf16 on GPUs that support it (float32's range, so no
+    loss scaling or overflow) and fp32 elsewhere: a CPU runs bf16 fast only with AMX or
+    AVX-512 BF16 instructions, so on a CPU it is asked for, not assumed (docs/tiling.md)."""
+    if precision is None:
+        return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else None
+    if precision not in PRECISIONS:
+        raise IsclError(f"--precision must be one of {', '.join(PRECISIONS)} (got {precision!r})")
+    dtype = PRECISIONS[precision]
+    if dtype is torch.bfloat16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise IsclError(f"this GPU ({torch.cuda.get_device_name(device)}) has no bf16; pass --precision fp16 or fp32")
+    return dtype
 
 
 def use_threads(count: int | None) -> None:

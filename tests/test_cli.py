@@ -145,6 +145,22 @@ def test_denoise_option_and_output_problems_are_one_line(run_cli, tmp_path):
                    "cannot create the output folder")
 
 
+def test_denoise_precision_is_fp32_bf16_or_fp16_on_any_device(run_cli, tmp_path):
+    model = tiny_model_file(tmp_path / "model.pt")
+    data = np.random.default_rng(0).integers(0, 1000, (2, 20, 20)).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "a.tif", data, photometric="minisblack")
+    outputs = {}
+    for precision in ("fp32", "bf16"):
+        result = run_cli("denoise", tmp_path / "a.tif", "-o", tmp_path / precision, "--model", model,
+                         "--device", "cpu", "--precision", precision, "--symmetries", "1")
+        assert result.exit_code == 0, result.stderr
+        outputs[precision] = tifffile.imread(tmp_path / precision / "a.tif").astype(float)
+    # bf16 keeps 8 bits of mantissa: within a few grey levels of 1000.
+    assert 0 < np.abs(outputs["bf16"] - outputs["fp32"]).max() < 20
+    one_line_error(run_cli("denoise", tmp_path / "a.tif", "-o", tmp_path / "out", "--model", model,
+                           "--precision", "fp64"), "--precision must be one of fp32, bf16, fp16")
+
+
 def test_train_refuses_a_fractional_network_width(run_cli, tmp_path):
     one_line_error(run_cli("train", "--noisy", tmp_path, "--clean", tmp_path, "--net", "gen_base=1.5"),
                    "gen_base", "whole number")

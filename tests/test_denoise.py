@@ -1,3 +1,6 @@
+import threading
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -7,8 +10,9 @@ import torch
 
 from iscl_cli.checkpoint import load_model
 from iscl_cli.denoise import denoise_volume, plan_outputs, run_plan
-from iscl_cli.inference import TileOptions, denoise_image
+from iscl_cli.inference import TileOptions, denoise_image, tile_alignment
 from iscl_cli.errors import IsclError
+from iscl_cli.io import open_volumes
 from tests.array_volume import ArrayVolume
 from tests.tiny import tiny_model_file
 
@@ -38,6 +42,99 @@ def test_volume_is_streamed_slice_by_slice_with_noise_output(loaded, tmp_path):
     np.testing.assert_allclose(noise, volume.data - written, atol=1e-3)
     per_slice = denoise_image(volume.data[3], loaded.model, loaded.mapping, TileOptions())
     np.testing.assert_array_equal(written[3], per_slice)
+
+
+def test_slices_smaller_than_a_batch_of_tiles_share_model_calls_on_a_gpu():
+    gpu, cpu = torch.device("cuda"), torch.device("cpu")
+    assert TileOptions(batch_size=4).slices_per_call((33, 40), 4, gpu) == 4
+    assert TileOptions(tile_size=64, overlap=16, batch_size=8).slices_per_call((100, 60), 4, gpu) == 4
+    assert TileOptions().slices_per_call((1024, 1024), 4, gpu) == 1  # 9 tiles: a batch of its own
+    assert TileOptions(batch_size=4).slices_per_call((33, 40), 4, cpu) == 1  # slower on a CPU (docs/benchmarks.md)
+
+
+@contextmanager
+def torch_own_convolutions():
+    """torch's own CPU convolutions, which give a tile the same result in a batch of any
+    size. oneDNN (one tile against several) and NNPACK (batches of 16 or more) choose their
+    algorithms by batch size and round differently, by up to 1e-6 in model units
+    (measured), as between a slice's full batches and its last, part-filled one."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "TF32 acceleration")  # torch's note on Intel GPUs, on any oneDNN flag
+        with torch.backends.mkldnn.flags(enabled=False), torch.backends.nnpack.flags(enabled=False):
+            yield
+
+
+@pytest.mark.parametrize("symmetries", [1, 8])
+def test_packed_slices_are_pixel_identical_to_slice_by_slice(loaded, tmp_path, symmetries):
+    # 37 x 53 slices at 32-pixel tiles are 2 x 3 tiles: 3 slices per batch of 18, and the
+    # 7 slices end on a part-filled call.
+    data = np.random.default_rng(6).uniform(0, 1000, size=(7, 37, 53)).astype(np.float32)
+    tiles = TileOptions(tile_size=32, overlap=8, batch_size=18, symmetries=symmetries)
+    per_call = tiles.slices_per_call((37, 53), tile_alignment(loaded.model), torch.device("cuda"))
+    assert per_call == 3  # what a GPU would take; a CPU takes 1, so it is passed on
+    with torch_own_convolutions():
+        volume = ArrayVolume(data)
+        denoise_volume(volume, loaded, tmp_path / "out.tif", tiles, slices_per_call=per_call)
+        alone = np.stack([denoise_image(image, loaded.model, loaded.mapping, tiles) for image in data])
+    np.testing.assert_array_equal(volume.written[tmp_path / "out.tif"], alone)
+    volume = ArrayVolume(data)
+    denoise_volume(volume, loaded, tmp_path / "out.tif", tiles, slices_per_call=per_call)  # oneDNN: to its rounding
+    np.testing.assert_allclose(volume.written[tmp_path / "out.tif"], alone, rtol=1e-6, atol=1e-4)
+
+
+def test_a_uint16_stack_of_small_slices_is_written_as_slice_by_slice(loaded, tmp_path):
+    data = write_tiff(tmp_path / "vol.tif", slices=9, shape=(29, 45))
+    (volume,) = open_volumes([str(tmp_path / "vol.tif")])
+    with torch_own_convolutions():
+        denoise_volume(volume, loaded, tmp_path / "out.tif", TileOptions(symmetries=2), slices_per_call=4)
+        alone = [denoise_image(image.astype(np.float32), loaded.model, loaded.mapping, TileOptions(symmetries=2))
+                 for image in data]
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "out.tif"),
+                                  np.stack([np.clip(np.rint(image), 0, 65535) for image in alone]).astype(np.uint16))
+
+
+@pytest.mark.parametrize("background_writing", [True, False])
+def test_writing_in_a_thread_or_not_writes_the_same(loaded, tmp_path, background_writing):
+    volume = ArrayVolume(np.random.default_rng(7).uniform(0, 1000, size=(9, 20, 30)))
+    denoise_volume(volume, loaded, tmp_path / "out.tif", TileOptions(symmetries=1), noise_path=tmp_path / "n.tif",
+                   background_writing=background_writing)
+    expected = np.stack([denoise_image(image, loaded.model, loaded.mapping, TileOptions(symmetries=1))
+                         for image in volume.data])
+    np.testing.assert_array_equal(volume.written[tmp_path / "out.tif"], expected)
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "n.tif"), volume.data - expected)
+
+
+@pytest.mark.parametrize("failure", ["refused slice", "interrupt"])
+def test_a_failure_while_computing_stops_the_writer_and_leaves_nothing(loaded, tmp_path, failure):
+    data = write_tiff(tmp_path / "vol.tif", slices=12, shape=(20, 24))
+    if failure == "refused slice":
+        data[9] = 60000  # far outside the model's 0..1000: refused when its turn comes
+        tifffile.imwrite(tmp_path / "vol.tif", data, imagej=True, metadata={"axes": "ZYX"})
+    (volume,) = open_volumes([str(tmp_path / "vol.tif")])
+    computed = []
+
+    def on_slice():
+        computed.append(1)
+        if failure == "interrupt" and len(computed) == 6:
+            raise KeyboardInterrupt
+
+    threads = threading.active_count()
+    with pytest.raises(KeyboardInterrupt if failure == "interrupt" else IsclError):
+        denoise_volume(volume, loaded, tmp_path / "out" / "vol.tif", TileOptions(symmetries=1),
+                       noise_path=tmp_path / "out" / "vol.noise.tif", on_slice=on_slice, slices_per_call=4)
+    assert list((tmp_path / "out").iterdir()) == [] and threading.active_count() == threads
+
+
+def test_a_failing_writer_stops_the_computing(loaded, tmp_path):
+    class BrokenVolume(ArrayVolume):
+        def write(self, out_path, slices, note, overwrite=False):
+            next(iter(slices))
+            raise IsclError("disk full", out_path)
+
+    volume = BrokenVolume(np.ones((400, 16, 16)))
+    with pytest.raises(IsclError, match="disk full"):
+        denoise_volume(volume, loaded, tmp_path / "out.tif", TileOptions(symmetries=1))
+    assert volume.reads < 100
 
 
 def test_a_failing_write_leaves_no_noise_file(loaded, tmp_path):

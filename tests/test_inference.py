@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from iscl_cli.devices import autocast_dtype
 from iscl_cli.errors import IsclError
 from iscl_cli.inference import TileOptions, symmetry_average, tiled_in_physical_units
 from iscl_cli.intensity import IntensityMapping
@@ -51,3 +52,19 @@ def test_tiled_inference_works_in_physical_units_with_symmetries():
 def test_other_symmetry_counts_are_refused_in_one_line(symmetries):
     with pytest.raises(IsclError, match="--symmetries must be 1, 2, 4 or 8"):
         TileOptions(symmetries=symmetries).validated()
+
+
+def test_precision_is_fp32_on_a_cpu_unless_asked_and_unknown_names_are_refused():
+    cpu = torch.device("cpu")
+    assert autocast_dtype(cpu) is None and autocast_dtype(cpu, "fp32") is None
+    assert autocast_dtype(cpu, "bf16") is torch.bfloat16 and autocast_dtype(cpu, "fp16") is torch.float16
+    with pytest.raises(IsclError, match="--precision must be one of fp32, bf16, fp16"):
+        TileOptions(precision="fp8").validated()
+
+
+def test_a_stack_of_slices_comes_back_in_its_shape_and_order():
+    stack = np.linspace(0, 100, 3 * 20 * 30, dtype=np.float32).reshape(3, 20, 30)
+    out = tiled_in_physical_units(stack, lambda x: x.flip(-1), 1, torch.device("cpu"), MAPPING,
+                                  TileOptions(tile_size=32, overlap=8, batch_size=4, symmetries=1))
+    assert out.shape == stack.shape
+    np.testing.assert_allclose(out, stack[..., ::-1], atol=1e-3)
