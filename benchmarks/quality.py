@@ -33,7 +33,9 @@ the table; the JSON has every number of every seed.
     python benchmarks/quality.py --noise correlated --seeds 1 --side 64 --train-images 2 \\
         --test-slices 1 --steps 2 --supervised-max-steps 2                       # smoke test
 
-Writes benchmarks/results/quality.json (rewritten after each data set) and prints the table.
+Writes benchmarks/results/quality.json (rewritten after each data set) and prints the tables.
+Runs split across processes (each with its own ``--out`` and ``--workdir``) are printed
+together with ``--report A.json B.json``.
 """
 
 from __future__ import annotations
@@ -110,8 +112,14 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--supervised-max-steps", type=int, default=12000)
     parser.add_argument("--patience", type=int, default=4,
                         help="validations without a new best before the supervised training stops (default 4)")
+    parser.add_argument("--reuse-runs", action="store_true",
+                        help="keep a finished iscl training run found in --workdir (its training time is the sum of "
+                             "its metrics' step times) instead of training again; the test stack is denoised again")
     parser.add_argument("--device", default="cpu", help="device of iscl and the supervised network (default cpu)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "quality.json")
+    parser.add_argument("--report", type=Path, nargs="+", default=None,
+                        help="run nothing: print the tables of these result files (e.g. of runs split across "
+                             "processes), the later file's case winning where two hold the same one")
     parser.add_argument("--workdir", type=Path, default=None,
                         help="keep data, runs and outputs here (default: a temporary folder)")
     return parser.parse_args()
@@ -161,8 +169,13 @@ def run_iscl(data: dict[str, Path], args: argparse.Namespace, seed: int, run_dir
     train_args += ["--preset", args.preset] if args.preset else []
     train_args += ["--steps", str(args.steps)] if args.steps else []
     train_args += [part for setting in args.net for part in ("--net", setting)] + list(args.train_option)
-    print(f"    iscl {' '.join(train_args)}", flush=True)
-    train_seconds, _ = run_cli(train_args)
+    if args.reuse_runs and (run_dir / "run" / "model.pt").exists():
+        train_seconds = sum(json.loads(line)["seconds"]
+                            for line in (run_dir / "run" / "metrics.jsonl").read_text().splitlines())
+        print(f"    reusing {run_dir / 'run'} ({train_seconds:.0f} s of training steps)", flush=True)
+    else:
+        print(f"    iscl {' '.join(train_args)}", flush=True)
+        train_seconds, _ = run_cli(train_args + ["--overwrite"] * (run_dir / "run").exists())
     denoise_seconds, summary = run_cli(["denoise", str(data["test_noisy"]), "-o", str(run_dir / "denoised"), "--model",
                                         str(run_dir / "run" / "model.pt"), "--device", args.device, "--overwrite",
                                         "--json"])
@@ -331,7 +344,7 @@ def benchmark_case(noise: str, seed: int, args: argparse.Namespace, workdir: Pat
 
 
 def mean_over_seeds(cases: dict[str, dict], method: str, key: str) -> float | None:
-    values = [case[method][key] for case in cases.values() if method in case]
+    values = [case[method][key] for case in cases.values() if key in case.get(method, {})]
     return float(np.mean(values)) if values else None
 
 
@@ -355,17 +368,36 @@ def targets(noise: str, cases: dict[str, dict]) -> dict[str, Any]:
 
 
 def markdown_table(results: dict[str, dict[str, dict]]) -> str:
-    header = "| noise model | " + " | ".join(METHODS) + " | iscl training s | targets |"
-    lines = [header, "|" + "---|" * (len(METHODS) + 3)]
+    """PSNR / SSIM per method (means over seeds) and issue 13's targets, one row per noise model."""
+    header = "| noise model | " + " | ".join(METHODS) + " | targets |"
+    lines = [header, "|" + "---|" * (len(METHODS) + 2)]
     for noise, cases in results.items():
         cells = []
         for method in METHODS:
             value = mean_over_seeds(cases, method, "psnr")
             cells.append("-" if value is None else f"{value:.2f} / {mean_over_seeds(cases, method, 'ssim'):.3f}")
         checks = ", ".join(f"{name}: {'-' if ok is None else 'yes' if ok else 'NO'}" for name, ok in targets(noise, cases).items())
-        seconds = mean_over_seeds(cases, "iscl", "train_seconds")
-        lines.append(f"| {noise} | " + " | ".join(cells) + f" | {'-' if seconds is None else f'{seconds:.0f}'} | {checks} |")
+        lines.append(f"| {noise} | " + " | ".join(cells) + f" | {checks} |")
     return "\n".join(lines)
+
+
+def detail_table(results: dict[str, dict[str, dict]], key: str, form: str) -> str:
+    """One value (``key``: bias_percent, structure or seconds) per noise model and method, means over seeds."""
+    lines = ["| noise model | " + " | ".join(METHODS) + " |", "|" + "---|" * (len(METHODS) + 1)]
+    for noise, cases in results.items():
+        values = [mean_over_seeds(cases, method, key) for method in METHODS]
+        lines.append(f"| {noise} | " + " | ".join("-" if v is None else format(v, form) for v in values) + " |")
+    return "\n".join(lines)
+
+
+def print_report(results: dict[str, dict[str, dict]], heading: str) -> None:
+    print(f"\nPSNR (dB) / SSIM, {heading}:")
+    print(markdown_table(results))
+    for key, what, form in (("bias_percent", "mean signed error, % of the clean range", "+.2f"),
+                            ("structure", "removed-noise structure score (iscl_cli.noise_check)", "+.3f"),
+                            ("seconds", "wall time, s (iscl: train + denoise; n2v: its training budget + predict)", ".0f")):
+        print(f"\n{what}:")
+        print(detail_table(results, key, form))
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:
@@ -377,6 +409,14 @@ def write_json(path: Path, payload: dict[str, Any]) -> None:
 
 def main() -> None:
     args = parse_args()
+    if args.report:
+        merged: dict[str, dict] = {}
+        for path in args.report:
+            for noise, cases in json.loads(path.read_text())["results"].items():
+                merged.setdefault(noise, {}).update(cases)
+        ordered = {noise: merged[noise] for noise in NOISE_MODELS if noise in merged}
+        print_report(ordered, f"mean over seeds, from {', '.join(map(str, args.report))}")
+        return
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads"
     previous = json.loads(args.out.read_text()) if args.out.exists() else {}
     payload: dict[str, Any] = {
@@ -395,8 +435,8 @@ def main() -> None:
                 write_json(args.out, payload)
             payload.setdefault("targets", {})[noise] = targets(noise, cases)
             write_json(args.out, payload)
-    print(f"\nPSNR (dB) / SSIM, mean over seeds {args.seeds}, {args.test_slices} test slices each ({machine}):")
-    print(markdown_table({noise: payload["results"][noise] for noise in args.noise}))
+    print_report({noise: payload["results"][noise] for noise in args.noise},
+                 f"mean over seeds {args.seeds}, {args.test_slices} test slices each ({machine})")
     print(f"wrote {args.out}")
 
 
