@@ -8,9 +8,9 @@ from tests.tiny import TINY_NETWORK
 @pytest.mark.slow
 def test_the_demo_runs_end_to_end_on_a_tiny_setting(tmp_path, monkeypatch):
     # The code path only (2 steps of tiny networks): the demo's quality is measured in docs/quickstart.md.
-    monkeypatch.setitem(demo.DEMO_SIZES, "quick", (2, 2, 48, 2))
-    monkeypatch.setitem(train.PRESETS, "quick", {**train.PRESETS["quick"], "batch_size": 2, "patch_size": 16,
-                                                 "network": dict(TINY_NETWORK)})
+    monkeypatch.setitem(demo.DEMO_SIZES, "quick", (2, 2, 48, "quick"))
+    monkeypatch.setitem(train.PRESETS, "quick", {**train.PRESETS["quick"], "steps": 2, "batch_size": 2,
+                                                 "patch_size": 16, "network": dict(TINY_NETWORK)})
     lines = []
     result = demo.run_demo(tmp_path, device="cpu", say=lines.append)
     assert {"noisy_psnr", "noisy_ssim", "denoised_psnr", "denoised_ssim"} <= set(result)

@@ -218,19 +218,19 @@ def test_constant_training_data_is_refused(tmp_path):
         train(tiny_config((str(flat), str(flat)), tmp_path / "run"))
 
 
-# Measured on 2026-11-29 (docs/training.md "Evidence that it learns"): +0.77 dB with these
-# images (training seeds 0, 1, 2: +0.77, +0.77, +0.79); the identity start gets about +0.01 dB.
-LEARNED_MARGIN_DB = 0.3
+# Measured on 2026-12-02 (docs/training.md "Evidence that it learns"): +4.70 dB with these
+# images (13.67 -> 18.37 dB); issue 13 asks the quick preset for 3 dB on the demo.
+LEARNED_MARGIN_DB = 3.0
 
 
 @pytest.mark.slow
 def test_the_quick_preset_learns_to_denoise_unpaired_phantoms(tmp_path, run_cli):
-    # Seed 2: other images than the demo's (seed 0), on which the preset was chosen.
-    data = make_unpaired_set(tmp_path / "data", phantom="em", noise="correlated", n_train=16, n_test=2,
+    # Seed 2: other images than the demo's (seed 0) and the exploration data the presets were chosen on (seed 100).
+    data = make_unpaired_set(tmp_path / "data", phantom="em", noise="charging", n_train=16, n_test=2,
                              shape=(128, 128), seed=2)
-    # 300 of the preset's 1000 steps keep the test near a minute and already denoise.
+    # All of the preset's steps: from random weights, 300 steps are not yet back at the input's quality.
     trained = run_cli("train", "--noisy", data["noisy"], "--clean", data["clean"], "--out", tmp_path / "run",
-                      "--preset", "quick", "--steps", 300, "--device", "cpu", "--quiet")
+                      "--preset", "quick", "--device", "cpu", "--quiet")
     assert trained.exit_code == 0, trained.output
     denoised = run_cli("denoise", data["test_noisy"], "-o", tmp_path / "out", "--model", tmp_path / "run" / "model.pt",
                        "--device", "cpu", "--quiet")
@@ -239,3 +239,4 @@ def test_the_quick_preset_learns_to_denoise_unpaired_phantoms(tmp_path, run_cli)
     scores = stack_scores(read_stack(tmp_path / "out" / "test_noisy.tif"), noisy, clean)
     gain = scores["denoised_psnr"] - scores["noisy_psnr"]
     assert gain >= LEARNED_MARGIN_DB, scores
+    assert "follows the image's structure" not in denoised.stderr  # the quality check sees noise removed
