@@ -7,7 +7,7 @@ filters that remove structure on purpose (Gaussian blurs of the noisy input, the
 image blurred). A useful threshold sits above what noise removal gives and below what
 structure removal gives; docs/quality-control.md quotes the table.
 
-    python benchmarks/noise_check_calibration.py --workdir /path/to/quality-workdir
+    python benchmarks/noise_check_calibration.py --workdir /path/to/quality-workdir [more workdirs]
 """
 
 from __future__ import annotations
@@ -37,10 +37,13 @@ def destructive(noisy: np.ndarray, clean: np.ndarray) -> dict[str, np.ndarray]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workdir", type=Path, required=True, help="the --workdir of a quality.py run")
+    parser.add_argument("--workdir", type=Path, nargs="+", required=True,
+                        help="the --workdir of one or more quality.py runs")
     args = parser.parse_args()
     rows: dict[str, dict[str, list[float]]] = {}
-    for case in sorted(path for path in args.workdir.iterdir() if (path / "outputs").is_dir()):
+    cases = sorted((path for workdir in args.workdir for path in workdir.iterdir() if (path / "outputs").is_dir()),
+                   key=lambda path: path.name)
+    for case in cases:
         noise = case.name.rsplit("-seed", 1)[0]
         data = case / "data"
         test_noisy = data / "test_noisy.tif" if (data / "test_noisy.tif").exists() else data / "test_noisy"
