@@ -125,25 +125,23 @@ def test_a_failure_while_computing_stops_the_writer_and_leaves_nothing(loaded, t
     assert list((tmp_path / "out").iterdir()) == [] and threading.active_count() == threads
 
 
-def test_a_failing_writer_stops_the_computing(loaded, tmp_path):
-    class BrokenVolume(ArrayVolume):
-        def write(self, out_path, slices, note, overwrite=False):
-            next(iter(slices))
-            raise IsclError("disk full", out_path)
+class DiskFullVolume(ArrayVolume):
+    """A volume whose writer fails after taking the first slice, as on a full disk."""
 
-    volume = BrokenVolume(np.ones((400, 16, 16)))
+    def write(self, out_path, slices, note, overwrite=False):
+        next(iter(slices))
+        raise IsclError("disk full", out_path)
+
+
+def test_a_failing_writer_stops_the_computing(loaded, tmp_path):
+    volume = DiskFullVolume(np.ones((400, 16, 16)))
     with pytest.raises(IsclError, match="disk full"):
         denoise_volume(volume, loaded, tmp_path / "out.tif", TileOptions(symmetries=1))
     assert volume.reads < 100
 
 
 def test_a_failing_write_leaves_no_noise_file(loaded, tmp_path):
-    class BrokenVolume(ArrayVolume):
-        def write(self, out_path, slices, note, overwrite=False):
-            next(iter(slices))
-            raise IsclError("disk full", out_path)
-
-    volume = BrokenVolume(np.ones((2, 16, 16)))
+    volume = DiskFullVolume(np.ones((2, 16, 16)))
     with pytest.raises(IsclError, match="disk full"):
         denoise_volume(volume, loaded, tmp_path / "out.tif", TileOptions(), noise_path=tmp_path / "n.tif")
     assert list(tmp_path.glob("n.tif*")) == [] and list(tmp_path.glob(".n.tif*")) == []
