@@ -7,7 +7,9 @@ benchmark uses seeds 1 and 2), ``--train-images`` unpaired images per domain of
 pairs every ``--val-every`` steps (validation changes nothing in training). The saved model
 is then scored on the held-out pairs four ways: the ensemble output with 8-fold symmetry
 averaging (what ``iscl denoise`` gives by default) and without, F alone and ``x - H(x)``
-alone (both without averaging). docs/levers.md quotes its lines.
+alone (both without averaging); and, with ``--gammas``, the 8-pose ensemble at each of
+those weights of F (gamma only weighs the ensemble at inference, so one trained model
+serves them all). docs/levers.md quotes its lines.
 
     python benchmarks/levers.py charging paper-rates --preset paper --steps 1500 --batch-size 4 \\
         --patch-size 64 --net gen_base=16 --net gen_blocks=3 --net ext_width=16 --net ext_depth=8 \\
@@ -34,6 +36,7 @@ from iscl_cli.checkpoint import load_model
 from iscl_cli.cli import parse_assignments
 from iscl_cli.demo import read_stack, stack_scores
 from iscl_cli.inference import TileOptions, tiled_in_physical_units
+from iscl_cli.intensity import parse_window
 from iscl_cli.simulate import make_unpaired_set
 from iscl_cli.train import DEFAULT_PRESET, make_train_config, train
 
@@ -53,6 +56,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--lr", type=float)
     parser.add_argument("--d-lr", type=float)
     parser.add_argument("--beta2", type=float)
+    parser.add_argument("--window", help="LO,HI, as iscl train --window")
+    parser.add_argument("--focus", help="LO,HI, as iscl train --focus")
     parser.add_argument("--net", action="append", default=[], help="NAME=VALUE, as iscl train --net")
     parser.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
     parser.add_argument("--train-images", type=int, default=24)
@@ -63,6 +68,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--workdir", type=Path, default=Path("levers-work"),
                         help="data and run folders (default ./levers-work)")
     parser.add_argument("--score-only", action="store_true", help="score the run folder's model.pt, do not train")
+    parser.add_argument("--gammas", type=float, nargs="+", default=[],
+                        help="also score the 8-pose ensemble with these weights of F, e.g. 0 0.25 0.5 0.75 1")
     return parser.parse_args()
 
 
@@ -76,22 +83,26 @@ def exploration_data(args: argparse.Namespace) -> dict[str, Path]:
             "test_noisy": root / "test_noisy.tif", "test_clean": root / "test_clean.tif"}
 
 
-def scores_of_parts(model_path: Path, data: dict[str, Path]) -> dict[str, Any]:
-    """PSNR/SSIM of the ensemble (with and without symmetry averaging), of F and of x - H(x)."""
+def scores_of_parts(model_path: Path, data: dict[str, Path], gammas: list[float]) -> dict[str, Any]:
+    """PSNR/SSIM of the ensemble (with and without symmetry averaging), of F, of x - H(x), and of
+    the 8-pose ensemble at each of ``gammas``."""
     loaded = load_model(model_path)
     model, mapping = loaded.model, loaded.mapping
     noisy, clean = read_stack(data["test_noisy"]), read_stack(data["test_clean"])
     alignment, cpu = model.translation_step or 4, torch.device("cpu")
-    parts = {"ensemble_8_poses": (model.denoise, 8), "ensemble": (model.denoise, 1),
-             "F": (model.F, 1), "x_minus_H": (lambda x: x - model.H(x), 1)}
-    result: dict[str, Any] = {}
-    for name, (network, symmetries) in parts.items():
+    parts = {"ensemble_8_poses": (model.denoise, 8, model.config.gamma), "ensemble": (model.denoise, 1, model.config.gamma),
+             "F": (model.F, 1, None), "x_minus_H": (lambda x: x - model.H(x), 1, None)}
+    parts |= {f"ensemble_8_poses_gamma_{gamma:g}": (model.denoise, 8, gamma) for gamma in gammas}
+    trained_gamma, result = model.config.gamma, {}
+    for name, (network, symmetries, gamma) in parts.items():
+        model.config.gamma = trained_gamma if gamma is None else gamma
         with torch.inference_mode():
             outputs = [tiled_in_physical_units(image, network, alignment, cpu, mapping,
                                                TileOptions(symmetries=symmetries)) for image in noisy]
         scores = stack_scores(outputs, noisy, clean)
         result[name] = {"psnr": round(scores["denoised_psnr"], 2), "ssim": round(scores["denoised_ssim"], 3)}
         result["noisy"] = {"psnr": round(scores["noisy_psnr"], 2), "ssim": round(scores["noisy_ssim"], 3)}
+    model.config.gamma = trained_gamma
     return result
 
 
@@ -101,14 +112,15 @@ def main() -> None:
     run_dir = args.workdir / "runs" / f"{args.noise}-{args.name}"
     if args.score_only:
         line = {"noise": args.noise, "name": args.name, "scored": str(run_dir / "model.pt"),
-                **scores_of_parts(run_dir / "model.pt", data)}
+                **scores_of_parts(run_dir / "model.pt", data, args.gammas)}
         write_line(line)
         return
     shutil.rmtree(run_dir, ignore_errors=True)
     config = make_train_config(
         [str(data["noisy"])], [str(data["clean"])], args.preset, network=parse_assignments(args.net, words=True),
         out=str(run_dir), steps=args.steps, batch_size=args.batch_size, patch_size=args.patch_size, lr=args.lr,
-        d_lr=args.d_lr, beta2=args.beta2, seed=args.seed, val_noisy=[str(data["test_noisy"])],
+        d_lr=args.d_lr, beta2=args.beta2, window=parse_window(args.window) if args.window else None,
+        focus=parse_window(args.focus, "--focus") if args.focus else None, seed=args.seed, val_noisy=[str(data["test_noisy"])],
         val_clean=[str(data["test_clean"])], val_every=args.val_every, checkpoint_every=10**9,
         preview_every=args.val_every)
     started = time.perf_counter()
@@ -118,7 +130,7 @@ def main() -> None:
                   for record in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())
                   if "val_psnr" in record]
     line = {"noise": args.noise, "name": args.name, "options": vars(args) | {"workdir": str(args.workdir)},
-            "train_seconds": round(seconds, 1), "validation_psnr": validation, **scores_of_parts(model_path, data)}
+            "train_seconds": round(seconds, 1), "validation_psnr": validation, **scores_of_parts(model_path, data, args.gammas)}
     write_line(line)
 
 

@@ -284,6 +284,7 @@ def train(
     checkpoint_every: Annotated[int, typer.Option(help="Write checkpoint.pt every N steps.")] = DEFAULT_CONFIG.checkpoint_every,
     preview_every: Annotated[int, typer.Option(help="Write a preview PNG and redraw curves.png every N steps.")] = DEFAULT_CONFIG.preview_every,
     window: Annotated[Optional[str], typer.Option(help="Fixed intensity window LO,HI in physical units (e.g. -1000,1000 for CT in HU) instead of fitted percentiles.")] = None,
+    focus: Annotated[Optional[str], typer.Option(help="Intensity range LO,HI in physical units that gets most of the networks' range (e.g. -160,240 for soft tissue in HU); values outside it stay, compressed (docs/training.md#intensity-mapping).")] = None,
     per_domain: Annotated[bool, typer.Option("--per-domain", help="Fit a separate intensity range to each domain (for different contrasts; see docs/training.md).")] = False,
     net: Annotated[list[str], typer.Option("--net", help="Override a network setting of the preset, NAME=VALUE (e.g. --net gen_base=24); repeatable.")] = [],
     export: Annotated[bool, typer.Option("--export", help="Save only F and H in the model file (inference only, smaller).")] = False,
@@ -315,7 +316,8 @@ def train(
             batch_size=batch_size, patch_size=patch_size, lr=lr, d_lr=d_lr, beta2=beta2, device=device, seed=seed,
             val_noisy=val_noisy or None, val_clean=val_clean or None, val_every=val_every,
             checkpoint_every=checkpoint_every, preview_every=preview_every,
-            window=parse_window(window) if window else None, per_domain=per_domain, export=export, channel=channel,
+            window=parse_window(window) if window else None, focus=parse_window(focus, "--focus") if focus else None,
+            per_domain=per_domain, export=export, channel=channel,
             init_from=None if init_from is None else str(init_from.resolve()),
         )
     with TrainProgress(quiet or not world.is_main, every=10) as progress:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from numbers import Real
 from typing import Any
 
@@ -21,6 +21,9 @@ from iscl_cli.volume import Volume
 LOG = logging.getLogger("iscl")
 
 DEFAULT_PERCENTILES = (0.01, 99.99)
+FOCUS_SHARE = 0.6
+"""With ``--focus LO,HI`` this share of the networks' range [-1, 1] goes to [LO, HI]; the
+fitted range outside it keeps the rest, compressed (see ``IntensityMapping``)."""
 DISTINCT_SPAN_RATIO = 4.0
 """Domains whose fitted spans differ more than this many times, or overlap by less than
 half the smaller span, get a note suggesting ``--per-domain``."""
@@ -28,11 +31,17 @@ half the smaller span, get a note suggesting ``--per-domain``."""
 
 @dataclass(frozen=True)
 class IntensityMapping:
-    """Linear maps ``[low, high] -> [-1, 1]`` for the noisy and the clean domain.
+    """Maps ``[low, high] -> [-1, 1]`` for the noisy and the clean domain.
 
     With a shared mapping (the default) both ranges are equal. A per-domain mapping lets
     domains of different contrast (e.g. SEM noisy vs TEM clean) each fill [-1, 1]; then the
     denoised output is mapped back with the clean range.
+
+    The maps are linear unless a focus range ``[focus_low, focus_high]`` inside a shared
+    range is set: then they are piecewise linear, ``FOCUS_SHARE`` of [-1, 1] spent on the
+    focus and the rest on the two outer parts in proportion to their widths. Noise that is
+    a few per cent of a wide range (CT in HU, from air to bone) is then several times larger
+    where the tissue of interest lies, while air and bone are still represented.
     """
 
     noisy_low: float
@@ -40,6 +49,8 @@ class IntensityMapping:
     clean_low: float
     clean_high: float
     source: str  # how it was fitted: "percentiles 0.1-99.9, shared", "window -160,240", ...
+    focus_low: float | None = None
+    focus_high: float | None = None
 
     def __post_init__(self) -> None:
         for domain in ("noisy", "clean"):
@@ -47,6 +58,14 @@ class IntensityMapping:
             numbers = all(isinstance(value, Real) and not isinstance(value, bool) for value in (low, high))
             if not (numbers and math.isfinite(low) and math.isfinite(high) and high > low):
                 raise ValueError(f"the {domain} intensity range [{low}, {high}] is not two finite numbers, low < high")
+        if (self.focus_low is None) != (self.focus_high is None):
+            raise ValueError("a focus range needs both focus_low and focus_high")
+        if self.focus_low is not None:
+            if not self.shared:
+                raise ValueError("a focus range needs a shared intensity range (not --per-domain)")
+            if not self.noisy_low <= self.focus_low < self.focus_high <= self.noisy_high:
+                raise ValueError(f"the focus range [{self.focus_low:g}, {self.focus_high:g}] must lie inside the "
+                                 f"intensity range [{self.noisy_low:g}, {self.noisy_high:g}]")
 
     @property
     def shared(self) -> bool:
@@ -55,13 +74,27 @@ class IntensityMapping:
     def to_model(self, image: np.ndarray, domain: str = "noisy") -> np.ndarray:
         """Physical units -> [-1, 1] (values outside the fitted range saturate)."""
         low, high = self._range(domain)
+        if self.focus_low is not None:
+            physical, model = self.focus_knots()
+            return np.interp(image, physical, model).astype(np.float32)
         scaled = (image.astype(np.float32) - low) * np.float32(2.0 / (high - low)) - 1.0
         return np.clip(scaled, -1.0, 1.0, out=scaled)
 
     def to_physical(self, image: np.ndarray, domain: str = "clean") -> np.ndarray:
         """[-1, 1] -> physical units."""
         low, high = self._range(domain)
+        if self.focus_low is not None:
+            physical, model = self.focus_knots()
+            return np.interp(image, model, physical).astype(np.float32)
         return ((image.astype(np.float32) + 1.0) * np.float32((high - low) / 2.0) + low).astype(np.float32)
+
+    def focus_knots(self) -> tuple[list[float], list[float]]:
+        """The piecewise-linear map's corners: physical values and the model values they go to."""
+        low, high, focus_low, focus_high = self.noisy_low, self.noisy_high, self.focus_low, self.focus_high
+        outer = (focus_low - low) + (high - focus_high)
+        below = 2.0 * (1.0 - FOCUS_SHARE) * (focus_low - low) / outer if outer > 0 else 0.0
+        share = 2.0 * FOCUS_SHARE if outer > 0 else 2.0
+        return [low, focus_low, focus_high, high], [-1.0, -1.0 + below, -1.0 + below + share, 1.0]
 
     def _range(self, domain: str) -> tuple[float, float]:
         if domain == "noisy":
@@ -78,16 +111,16 @@ class IntensityMapping:
         return cls(**values)
 
 
-def parse_window(text: str) -> tuple[float, float]:
-    """``"-1000,2000"`` -> ``(-1000.0, 2000.0)``; raises IsclError on anything else."""
+def parse_window(text: str, option: str = "--window") -> tuple[float, float]:
+    """``"-1000,2000"`` -> ``(-1000.0, 2000.0)``; raises IsclError naming ``option`` on anything else."""
     try:
         low, high = (float(part) for part in text.split(","))
     except ValueError:
-        raise IsclError(f"--window must be two numbers LO,HI (got {text!r})") from None
+        raise IsclError(f"{option} must be two numbers LO,HI (got {text!r})") from None
     if not (math.isfinite(low) and math.isfinite(high)):
-        raise IsclError(f"--window must be two finite numbers (got {text!r})")
+        raise IsclError(f"{option} must be two finite numbers (got {text!r})")
     if not high > low:
-        raise IsclError(f"--window needs LO < HI (got {text!r})")
+        raise IsclError(f"{option} needs LO < HI (got {text!r})")
     return low, high
 
 
@@ -120,14 +153,31 @@ def robust_range(pixels: np.ndarray, percentiles: tuple[float, float], what: str
 
 def fit_intensity(noisy: Sequence[Volume], clean: Sequence[Volume], seed: int = 0,
                   window: tuple[float, float] | None = None, per_domain: bool = False,
-                  percentiles: tuple[float, float] = DEFAULT_PERCENTILES) -> IntensityMapping:
+                  percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
+                  focus: tuple[float, float] | None = None) -> IntensityMapping:
     """Fit the mapping on the training volumes.
 
     ``window`` fixes the range (e.g. CT in HU) for both domains. Otherwise robust
     percentiles: over both domains pooled (shared, the default, because the ensemble term
     ``x - H(x)`` is in the noisy domain's scale while ``F(x)`` is in the clean one's) or per
-    domain.
+    domain. ``focus`` (shared ranges only) spends ``FOCUS_SHARE`` of the networks' range on
+    that part of the range; it is cut to the fitted range.
     """
+    mapping = fitted_range(noisy, clean, seed, window, per_domain, percentiles)
+    if focus is None:
+        return mapping
+    if per_domain:
+        raise IsclError("--focus needs one shared intensity range; leave out --per-domain")
+    low, high = max(focus[0], mapping.noisy_low), min(focus[1], mapping.noisy_high)
+    if not high > low:
+        raise IsclError(f"--focus {focus[0]:g},{focus[1]:g} lies outside the data's intensity range "
+                        f"[{mapping.noisy_low:g}, {mapping.noisy_high:g}]")
+    return replace(mapping, focus_low=low, focus_high=high, source=f"{mapping.source}, focus {low:g},{high:g}")
+
+
+def fitted_range(noisy: Sequence[Volume], clean: Sequence[Volume], seed: int, window: tuple[float, float] | None,
+                 per_domain: bool, percentiles: tuple[float, float]) -> IntensityMapping:
+    """The linear mapping: ``window`` if given, else percentiles (see ``fit_intensity``)."""
     if window is not None:
         low, high = window
         return IntensityMapping(low, high, low, high, f"window {low:g},{high:g}")

@@ -97,6 +97,7 @@ class TrainConfig:
     val_clean: list[str] = field(default_factory=list)
     val_every: int = 200
     window: tuple[float, float] | None = None
+    focus: tuple[float, float] | None = None
     per_domain: bool = False
     export: bool = False
     channel: int | None = None
@@ -155,13 +156,15 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         values = asdict(self)
-        values["window"] = list(self.window) if self.window else None
+        for name in ("window", "focus"):
+            values[name] = list(values[name]) if values[name] else None
         return values
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
         values = dict(values)
-        values["window"] = tuple(values["window"]) if values.get("window") else None
+        for name in ("window", "focus"):
+            values[name] = tuple(values[name]) if values.get(name) else None
         return cls(**values)
 
 
@@ -217,7 +220,8 @@ class Run:
         if start is not None:  # the weights expect the units they were trained in
             mapping = start.mapping
         self.mapping = mapping or fit_intensity(noisy_volumes, clean_volumes, seed=config.seed,
-                                                window=config.window, per_domain=config.per_domain)
+                                                window=config.window, per_domain=config.per_domain,
+                                                focus=config.focus)
         self.rng = np.random.default_rng(rank_seed(config.seed, world.rank))
         self.noisy = PatchSampler(noisy_volumes, self.mapping, "noisy", config.patch_size, self.rng)
         self.clean = PatchSampler(clean_volumes, self.mapping, "clean", config.patch_size, self.rng)

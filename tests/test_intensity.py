@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from iscl_cli.errors import IsclError
-from iscl_cli.intensity import IntensityMapping, fit_intensity, parse_window
+from iscl_cli.intensity import FOCUS_SHARE, IntensityMapping, fit_intensity, parse_window
 from tests.array_volume import ArrayVolume
 
 
@@ -86,3 +86,36 @@ def test_bad_windows_are_refused(text):
 def test_mapping_survives_dict_round_trip():
     mapping = IntensityMapping(1.0, 2.0, 3.0, 4.0, "per domain")
     assert IntensityMapping.from_dict(mapping.to_dict()) == mapping
+
+
+def test_a_focus_range_gets_the_focus_share_and_the_map_inverts():
+    mapping = IntensityMapping(-1000.0, 1000.0, -1000.0, 1000.0, "window", focus_low=-100.0, focus_high=100.0)
+    physical, model = mapping.focus_knots()
+    assert physical == [-1000.0, -100.0, 100.0, 1000.0]
+    assert model[2] - model[1] == pytest.approx(2 * FOCUS_SHARE)
+    assert model[1] + 1.0 == pytest.approx(1.0 - model[2])  # equal outer parts get equal shares
+    image = np.array([[-1000.0, -400.0, -100.0, 0.0, 60.0, 100.0, 900.0]], dtype=np.float32)
+    np.testing.assert_allclose(mapping.to_physical(mapping.to_model(image, "noisy"), "clean"), image, atol=1e-2)
+    # inside the focus the slope is FOCUS_SHARE of the range over the focus width
+    step = float(np.diff(mapping.to_model(np.array([0.0, 1.0]), "noisy"))[0])
+    assert step == pytest.approx(2 * FOCUS_SHARE / 200.0, rel=1e-4)
+    assert mapping.to_model(np.array([-5000.0, 5000.0]), "noisy").tolist() == [-1.0, 1.0]
+
+
+def test_a_focus_is_cut_to_the_fitted_range_and_stored_in_the_source():
+    rng = np.random.default_rng(3)
+    volume = ArrayVolume(rng.uniform(-1000, 1000, size=(2, 32, 32)))
+    mapping = fit_intensity([volume], [volume], percentiles=(0.0, 100.0), focus=(-5000.0, 200.0))
+    assert mapping.focus_low == mapping.noisy_low and mapping.focus_high == 200.0
+    assert "focus" in mapping.source
+    assert IntensityMapping.from_dict(mapping.to_dict()) == mapping
+
+
+def test_a_focus_outside_the_data_or_with_per_domain_ranges_is_refused():
+    volume = ArrayVolume(np.random.default_rng(4).uniform(0, 100, size=(1, 16, 16)))
+    with pytest.raises(IsclError, match="lies outside the data's intensity range"):
+        fit_intensity([volume], [volume], focus=(500.0, 600.0))
+    with pytest.raises(IsclError, match="shared intensity range"):
+        fit_intensity([volume], [volume], per_domain=True, focus=(10.0, 20.0))
+    with pytest.raises(ValueError, match="must lie inside"):
+        IntensityMapping(0.0, 1.0, 0.0, 1.0, "window", focus_low=-1.0, focus_high=0.5)
