@@ -191,3 +191,24 @@ def test_train_takes_one_channel_of_rgb_data(run_cli, tmp_path):
     assert resumed.exit_code == 0, resumed.output
     assert "ignoring --channel" in resumed.stderr
     assert json.loads((tmp_path / "run" / "config.json").read_text())["channel"] == 1
+
+
+def test_train_with_a_focus_range_stores_it_and_its_model_denoises(run_cli, tmp_path):
+    rng = np.random.default_rng(1)
+    for name in ("noisy", "clean"):
+        (tmp_path / name).mkdir()
+        tifffile.imwrite(tmp_path / name / "ct.tif", rng.integers(-1000, 1500, (2, 40, 40)).astype(np.int16))
+    args = ["train", "--noisy", tmp_path / "noisy", "--clean", tmp_path / "clean", "--steps", "1",
+            "--batch-size", "1", "--patch-size", "16", "--device", "cpu", "--quiet",
+            *[f"--net={k}={v}" for k, v in TINY_NETWORK.items()]]
+    one_line_error(run_cli(*args, "--out", tmp_path / "bad", "--focus", "5000,6000"), "--focus 5000,6000",
+                   "outside the data's intensity range")
+    result = run_cli(*args, "--out", tmp_path / "run", "--focus=-300,300")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["focus"] == [-300.0, 300.0]
+    assert "focus -300,300" in run_cli("info", tmp_path / "run" / "model.pt").output
+    denoised = run_cli("denoise", tmp_path / "noisy" / "ct.tif", "-o", tmp_path / "out", "--model",
+                       tmp_path / "run" / "model.pt", "--symmetries", "1", "--quiet")
+    assert denoised.exit_code == 0, denoised.output
+    output = tifffile.imread(tmp_path / "out" / "ct.tif")
+    assert output.dtype == np.int16 and output.shape == (2, 40, 40)
