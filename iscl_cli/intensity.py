@@ -73,19 +73,19 @@ class IntensityMapping:
 
     def to_model(self, image: np.ndarray, domain: str = "noisy") -> np.ndarray:
         """Physical units -> [-1, 1] (values outside the fitted range saturate)."""
-        low, high = self._range(domain)
         if self.focus_low is not None:
             physical, model = self.focus_knots()
             return np.interp(image, physical, model).astype(np.float32)
+        low, high = self._range(domain)
         scaled = (image.astype(np.float32) - low) * np.float32(2.0 / (high - low)) - 1.0
         return np.clip(scaled, -1.0, 1.0, out=scaled)
 
     def to_physical(self, image: np.ndarray, domain: str = "clean") -> np.ndarray:
         """[-1, 1] -> physical units."""
-        low, high = self._range(domain)
         if self.focus_low is not None:
             physical, model = self.focus_knots()
             return np.interp(image, model, physical).astype(np.float32)
+        low, high = self._range(domain)
         return ((image.astype(np.float32) + 1.0) * np.float32((high - low) / 2.0) + low).astype(np.float32)
 
     def focus_knots(self) -> tuple[list[float], list[float]]:
