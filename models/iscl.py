@@ -362,6 +362,10 @@ class ISCLOptimizers:
         self.h.load_state_dict(state["h"])
         for scheduler, saved in zip(self.schedulers, state["schedulers"], strict=True):
             scheduler.load_state_dict(saved)
+            # the stored rates follow the stored schedule; a resumed run may decay over more steps
+            for group, base_lr, factor in zip(scheduler.optimizer.param_groups, scheduler.base_lrs,
+                                              scheduler.lr_lambdas, strict=True):
+                group["lr"] = base_lr * factor(scheduler.last_epoch)
 
 
 def build_optimizers(model: ISCL, lr: float, total_steps: int, final_lr: float = 1e-7,

@@ -462,3 +462,16 @@ def test_training_resumes_bit_for_bit_from_saved_states() -> None:
     for name, value in model.state_dict().items():
         assert torch.equal(value, resumed_model.state_dict()[name]), name
     assert resumed_optimizers.current_lr() == optimizers.current_lr()
+
+
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)` before")  # schedules only, no steps
+def test_restored_optimisers_take_the_new_schedule_when_a_run_is_extended() -> None:
+    model = _tiny_model()
+    short = build_optimizers(model, lr=1e-3, total_steps=100, final_lr=0.0)
+    for _ in range(50):
+        short.advance_schedules()
+    assert short.current_lr() == pytest.approx(0.5e-3)  # half-way along a decay over 100 steps
+    longer = build_optimizers(model, lr=1e-3, total_steps=200, final_lr=0.0)
+    longer.load_state_dict(short.state_dict())
+    assert longer.current_lr() == pytest.approx(0.75e-3)  # step 50 of 200, from the first step on
+    assert [group["lr"] for group in longer.d.optimizer.param_groups] == [pytest.approx(0.75e-3)]
