@@ -9,7 +9,9 @@ is then scored on the held-out pairs four ways: the ensemble output with 8-fold 
 averaging (what ``iscl denoise`` gives by default) and without, F alone and ``x - H(x)``
 alone (both without averaging); and, with ``--gammas``, the 8-pose ensemble at each of
 those weights of F (gamma only weighs the ensemble at inference, so one trained model
-serves them all). docs/levers.md quotes its lines.
+serves them all), each also with the label-free structure score of what it removed
+(``iscl_cli.noise_check``). ``chosen_gamma`` is the weight training chose on transplant
+pairs (``iscl_cli.ensemble_weight``), which the first score uses. docs/levers.md quotes its lines.
 
     python benchmarks/levers.py charging paper-rates --preset paper --steps 1500 --batch-size 4 \\
         --patch-size 64 --net gen_base=16 --net gen_blocks=3 --net ext_width=16 --net ext_depth=8 \\
@@ -30,6 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from iscl_cli.checkpoint import load_model
@@ -37,6 +40,7 @@ from iscl_cli.cli import parse_assignments
 from iscl_cli.demo import read_stack, stack_scores
 from iscl_cli.inference import TileOptions, tiled_in_physical_units
 from iscl_cli.intensity import parse_window
+from iscl_cli.noise_check import structure_score
 from iscl_cli.simulate import make_unpaired_set
 from iscl_cli.train import DEFAULT_PRESET, make_train_config, train
 
@@ -101,8 +105,12 @@ def scores_of_parts(model_path: Path, data: dict[str, Path], gammas: list[float]
                                                TileOptions(symmetries=symmetries)) for image in noisy]
         scores = stack_scores(outputs, noisy, clean)
         result[name] = {"psnr": round(scores["denoised_psnr"], 2), "ssim": round(scores["denoised_ssim"], 3)}
+        if gamma is not None:
+            structure = np.mean([structure_score(image, output) for image, output in zip(noisy, outputs, strict=True)])
+            result[name]["structure"] = round(float(structure), 3)
         result["noisy"] = {"psnr": round(scores["noisy_psnr"], 2), "ssim": round(scores["noisy_ssim"], 3)}
     model.config.gamma = trained_gamma
+    result["chosen_gamma"] = loaded.card["provenance"].get("ensemble_weight", {}).get("gamma")
     return result
 
 

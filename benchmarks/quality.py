@@ -56,6 +56,7 @@ import numpy as np
 import torch
 from skimage.restoration import estimate_sigma
 
+from iscl_cli.checkpoint import load_model
 from iscl_cli.data import augment_8fold
 from iscl_cli.demo import read_stack
 from iscl_cli.inference import TileOptions, tiled_in_physical_units
@@ -180,8 +181,10 @@ def run_iscl(data: dict[str, Path], args: argparse.Namespace, seed: int, run_dir
                                         str(run_dir / "run" / "model.pt"), "--device", args.device, "--overwrite",
                                         "--json"])
     (job,) = json.loads(summary)["jobs"]
+    # the ensemble weight the model denoised with (chosen after training unless --net gamma fixed it)
+    gamma = load_model(run_dir / "run" / "model.pt").model.config.gamma
     return read_stack(Path(job["output"])), {"train_seconds": train_seconds, "denoise_seconds": denoise_seconds,
-                                             "seconds": train_seconds + denoise_seconds}
+                                             "seconds": train_seconds + denoise_seconds, "gamma": gamma}
 
 
 # ----------------------------------------------------------------------------- BM3D

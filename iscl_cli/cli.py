@@ -266,7 +266,7 @@ def train(
     noisy: Annotated[list[str], typer.Option("--noisy", help="Noisy images: folders, files or globs; takes every path up to the next option (--noisy raw/*.tif).")] = [],
     clean: Annotated[list[str], typer.Option("--clean", help="Clean reference images, unrelated to the noisy ones; every path up to the next option.")] = [],
     out_dir: Annotated[Optional[str], typer.Option("--out", help="Run folder (default: ./iscl-runs/run-DATE-TIME).")] = None,
-    preset: Annotated[str, typer.Option(help=f"{', '.join(PRESETS)}: standard takes about 7 minutes on a quiet 2-core CPU, quick (the same networks, fewer steps) about 3, paper is the paper's settings, for a GPU (docs/training.md#presets).")] = DEFAULT_PRESET,
+    preset: Annotated[str, typer.Option(help=f"{', '.join(PRESETS)}: standard takes about 15 minutes on a quiet 2-core CPU, quick (the same networks, fewer steps) about 3, paper is the paper's settings, for a GPU (docs/training.md#presets).")] = DEFAULT_PRESET,
     steps: Annotated[Optional[int], typer.Option(help="Training iterations; with --resume, more extend the run.", show_default=per_preset("steps"))] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Patches per domain per iteration.", show_default=per_preset("batch_size"))] = None,
     patch_size: Annotated[Optional[int], typer.Option(help="Side of the square training patches.", show_default=per_preset("patch_size"))] = None,
@@ -286,7 +286,7 @@ def train(
     window: Annotated[Optional[str], typer.Option(help="Fixed intensity window LO,HI in physical units (e.g. -1000,1000 for CT in HU) instead of fitted percentiles.")] = None,
     focus: Annotated[Optional[str], typer.Option(help="Intensity range LO,HI in physical units that gets most of the networks' range (e.g. -160,240 for soft tissue in HU); values outside it stay, compressed (docs/training.md#intensity-mapping).")] = None,
     per_domain: Annotated[bool, typer.Option("--per-domain", help="Fit a separate intensity range to each domain (for different contrasts; see docs/training.md).")] = False,
-    net: Annotated[list[str], typer.Option("--net", help="Override a network setting of the preset, NAME=VALUE (e.g. --net gen_base=24); repeatable.")] = [],
+    net: Annotated[list[str], typer.Option("--net", help="Override a network setting of the preset, NAME=VALUE (e.g. --net gen_base=24); repeatable. --net gamma=W fixes the ensemble weight, which standard and quick otherwise choose after training (docs/training.md#the-ensemble-weight).")] = [],
     export: Annotated[bool, typer.Option("--export", help="Save only F and H in the model file (inference only, smaller).")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the training run already in --out (its model, checkpoint, metrics and previews).")] = False,
     channel: ChannelOption = None,
@@ -463,7 +463,7 @@ def simulate(
 @reports_errors
 def demo(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for the example data, run and results.")] = Path("iscl-demo"),
-    full: Annotated[bool, typer.Option("--full", help=f"A longer, better run: 48 images per domain of 256x256, the standard preset ({PRESETS['standard']['steps']} steps, about 10 minutes on a 2-core CPU).")] = False,
+    full: Annotated[bool, typer.Option("--full", help=f"A longer, better run: 48 images per domain of 256x256, the standard preset ({PRESETS['standard']['steps']} steps, about 20 minutes on a 2-core CPU).")] = False,
     device: DeviceOption = "auto",
     threads: ThreadsOption = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,

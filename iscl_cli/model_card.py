@@ -27,6 +27,11 @@ def format_card(card: dict[str, Any]) -> str:
             lines.append(f"{domain + ' data':<13}{data['slices']} slices, {data['pixels'] / 1e6:.1f} Mpixel from "
                          f"{len(data['volumes'])} volume(s): {', '.join(data['volumes'][:3])}"
                          + (" ..." if len(data["volumes"]) > 3 else ""))
+    choice = provenance.get("ensemble_weight")
+    if choice:
+        chosen, paper = (choice["psnr_by_gamma"][f"{gamma:g}"] for gamma in (choice["gamma"], 0.5))
+        lines.append(f"ensemble     gamma {choice['gamma']:g} chosen on {choice['pairs']} noise-transplant pairs of training "
+                     f"slices ({chosen:.2f} dB there, {paper:.2f} dB at the paper's 0.5)")
     check = provenance.get("noise_check")
     if check:
         lines.append(f"noise check  removed-noise structure {check['structure']:+.2f} on {len(check['per_slice'])} noisy "

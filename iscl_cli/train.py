@@ -37,6 +37,7 @@ from iscl_cli.intensity import IntensityMapping, fit_intensity
 from iscl_cli.io import open_volumes
 from iscl_cli.memory import format_bytes, memory_budget
 from iscl_cli.inference import TileOptions, denoise_image
+from iscl_cli.ensemble_weight import TRANSPLANT_PAIRS, EnsembleWeightChoice, choose_ensemble_weight
 from iscl_cli.noise_check import NoiseCheck, structure_score
 from iscl_cli.curves import CURVES_FILE, plot_training_curves
 from iscl_cli.preview import save_panels
@@ -58,8 +59,8 @@ NOISE_CHECK_SLICES = 4
 STANDARD_NETWORK = dict(gen_base=16, gen_blocks=3, ext_width=16, ext_depth=8, disc_base=16, disc_layers=3)
 STANDARD_RATES = dict(batch_size=4, patch_size=64, lr=1e-4, d_lr=4e-4, beta2=0.99)
 PRESETS: dict[str, dict[str, Any]] = {
-    "standard": dict(steps=1500, **STANDARD_RATES, network=STANDARD_NETWORK),
-    "quick": dict(steps=600, **STANDARD_RATES, network=STANDARD_NETWORK),
+    "standard": dict(steps=3000, **STANDARD_RATES, network=STANDARD_NETWORK, choose_gamma=True),
+    "quick": dict(steps=600, **STANDARD_RATES, network=STANDARD_NETWORK, choose_gamma=True),
     "paper": dict(steps=100_000, batch_size=64, patch_size=64, network=dict()),
 }
 
@@ -102,6 +103,7 @@ class TrainConfig:
     export: bool = False
     channel: int | None = None
     init_from: str | None = None  # a model file whose five networks (and intensity mapping) the run starts from
+    choose_gamma: bool = False  # choose the ensemble weight on transplant pairs after training (iscl_cli.ensemble_weight)
 
     @classmethod
     def from_preset(cls, preset: str, network: dict[str, Any] | None = None, **overrides: Any) -> TrainConfig:
@@ -448,12 +450,20 @@ def train_run(run: Run, folder: RunFolder | None, progress: ProgressCallback | N
     if not writes:
         return model_path
     final = run.final_model()
+    provenance = run.provenance()
+    if chooses_ensemble_weight(config):
+        choice = choose_gamma(final, run)
+        final.config.gamma = choice.gamma
+        provenance["ensemble_weight"] = choice.summary()
+        LOG.info("ensemble weight gamma %.2f, chosen on %d noise-transplant pairs of training slices "
+                 "(%.2f dB there; %.2f dB at the paper's 0.5)", choice.gamma, choice.pairs,
+                 choice.psnr_by_gamma[choice.gamma], choice.psnr_by_gamma[0.5])
     check = check_removed_noise(final, run)
     LOG.info("removed-noise structure on %d noisy training slices: %+.2f (about 0 = only noise removed; "
              "docs/quality-control.md)", len(check.per_slice), check.overall)
     if check.warning("the trained model") is not None:
         LOG.warning(check.warning("the trained model"))
-    save_model(model_path, final, run.mapping, {**run.provenance(), "noise_check": check.summary()},
+    save_model(model_path, final, run.mapping, {**provenance, "noise_check": check.summary()},
                export=config.export)
     return model_path
 
@@ -467,18 +477,37 @@ def interruption_note(run_dir: Path, step: int, checkpointed: int) -> str:
             f"iscl train --resume {shlex.quote(str(run_dir))}")
 
 
+def spread_slices(data: PatchSampler, count: int, offset: float = 0.0) -> list[np.ndarray]:
+    """Up to ``count`` slices of ``data`` spread evenly over it (``offset``, 0 to 1, shifts
+    the picks by that share of their spacing), in physical units."""
+    count = min(count, len(data.slots))
+    spacing = len(data.slots) / count
+    picks = (np.arange(count) * spacing + offset * spacing).astype(int).clip(0, len(data.slots) - 1)
+    return [data.volumes[volume].read_slice(index) for volume, index in (data.slots[pick] for pick in picks)]
+
+
 def check_removed_noise(model: ISCL, run: Run, slices: int = NOISE_CHECK_SLICES) -> NoiseCheck:
     """The structure score (``iscl_cli.noise_check``) of what ``model`` removes from up to
     ``slices`` noisy training slices, spread over the data."""
-    picks = np.linspace(0, len(run.noisy.slots) - 1, min(slices, len(run.noisy.slots))).round().astype(int)
     tiles = TileOptions(symmetries=1)
-    check = NoiseCheck([])
     with torch.inference_mode():
-        for pick in picks:
-            volume_index, slice_index = run.noisy.slots[pick]
-            image = run.noisy.volumes[volume_index].read_slice(slice_index)
-            check.per_slice.append(structure_score(image, denoise_image(image, model, run.mapping, tiles)))
-    return check
+        return NoiseCheck([structure_score(image, denoise_image(image, model, run.mapping, tiles))
+                           for image in spread_slices(run.noisy, slices)])
+
+
+def chooses_ensemble_weight(config: TrainConfig) -> bool:
+    """Whether training ends by choosing gamma on transplant pairs: where the preset says so,
+    unless ``--net gamma`` fixed it or the domains have mappings of their own (the pairs
+    mix the domains' units, so they cannot judge ``x - H(x)`` there)."""
+    return config.choose_gamma and "gamma" not in config.network and not config.per_domain
+
+
+def choose_gamma(model: ISCL, run: Run) -> EnsembleWeightChoice:
+    """``iscl_cli.ensemble_weight``'s choice on pairs of noisy and clean training slices
+    (different picks in each domain, so no pair comes from one image's two versions)."""
+    pairs = min(TRANSPLANT_PAIRS, len(run.noisy.slots), len(run.clean.slots))
+    return choose_ensemble_weight(model, spread_slices(run.noisy, pairs),
+                                  spread_slices(run.clean, pairs, offset=0.5), run.mapping)
 
 
 def fine_tuning_start(path: str | Path) -> LoadedModel:
@@ -494,8 +523,12 @@ def make_train_config(noisy: Sequence[str], clean: Sequence[str], preset: str = 
     """A validated TrainConfig from CLI-style options (None means "the preset's value").
 
     With ``init_from`` (fine-tuning) the networks' settings are the model's; ``network`` may
-    still change the objective's weights (``lam``, ``gamma``, ...).
+    still change the objective's weights (``lam``, ``gamma``, ...). A gamma the start model's
+    training chose is not kept: it was chosen for that model's data, and is chosen again.
     """
     if options.get("init_from"):
-        network = {**fine_tuning_start(options["init_from"]).card["config"], **(network or {})}
+        card = fine_tuning_start(options["init_from"]).card
+        inherited = {name: value for name, value in card["config"].items()
+                     if not (name == "gamma" and "ensemble_weight" in card.get("provenance", {}))}
+        network = {**inherited, **(network or {})}
     return TrainConfig.from_preset(preset, network=network, noisy=list(noisy), clean=list(clean), **options)

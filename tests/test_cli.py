@@ -89,6 +89,7 @@ def test_train_denoise_info_from_the_command_line(run_cli, tmp_path, monkeypatch
 
     card = run_cli("info", model_path)
     assert card.exit_code == 0 and "3 steps" in card.stdout
+    assert "noise-transplant pairs" in card.stdout  # the default preset chose its ensemble weight
     assert json.loads(run_cli("info", model_path, "--json").stdout)["provenance"]["steps"] == 3
 
 

@@ -55,6 +55,27 @@ def test_a_tiny_run_writes_model_metrics_preview_and_checkpoint(folders, tmp_pat
     assert -1 <= check["structure"] <= 1
 
 
+def test_the_quick_preset_chooses_gamma_on_transplant_pairs_and_stores_it(folders, tmp_path):
+    write_stack(f"{folders[1]}/c.tif", 3, slices=5)  # 8 clean slices against 3 noisy ones
+    loaded = load_model(train(tiny_config(folders, tmp_path / "run")))
+    choice = loaded.card["provenance"]["ensemble_weight"]
+    assert choice["pairs"] == 3  # as many as the 3 noisy slices, each with another clean slice
+    assert len(choice["psnr_by_gamma"]) == 21
+    best = max(choice["psnr_by_gamma"], key=lambda gamma: (choice["psnr_by_gamma"][gamma], -float(gamma)))
+    assert loaded.model.config.gamma == choice["gamma"] == float(best)
+
+
+@pytest.mark.parametrize("overrides", [dict(network={**TINY_NETWORK, "gamma": 0.3}), dict(per_domain=True),
+                                       dict(preset="paper")])
+def test_gamma_stays_where_net_gamma_per_domain_or_the_paper_preset_set_it(folders, tmp_path, overrides):
+    noisy, clean = folders
+    options = dict(steps=2, batch_size=2, patch_size=16, device="cpu", out=str(tmp_path / "run"),
+                   network=TINY_NETWORK, preset="quick") | overrides
+    loaded = load_model(train(make_train_config([noisy], [clean], **options)))
+    assert "ensemble_weight" not in loaded.card["provenance"]
+    assert loaded.model.config.gamma == options["network"].get("gamma", 0.5)
+
+
 def test_the_optimisers_take_their_rates_and_beta2_from_the_config(folders, tmp_path):
     optimizers = Run(tiny_config(folders, tmp_path / "run", lr=1e-3, d_lr=5e-3, beta2=0.99)).optimizers
     assert optimizers.d.optimizer.defaults["lr"] == 5e-3
