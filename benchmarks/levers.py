@@ -39,7 +39,7 @@ from iscl_cli.checkpoint import load_model
 from iscl_cli.cli import parse_assignments
 from iscl_cli.demo import read_stack, stack_scores
 from iscl_cli.inference import TileOptions, tiled_in_physical_units
-from iscl_cli.intensity import parse_window
+from iscl_cli.intensity import STABILIZE_CHOICES, parse_window
 from iscl_cli.noise_check import structure_score
 from iscl_cli.simulate import make_unpaired_set
 from iscl_cli.train import DEFAULT_PRESET, make_train_config, train
@@ -62,6 +62,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--beta2", type=float)
     parser.add_argument("--window", help="LO,HI, as iscl train --window")
     parser.add_argument("--focus", help="LO,HI, as iscl train --focus")
+    parser.add_argument("--stabilize", choices=STABILIZE_CHOICES, help="as iscl train --stabilize")
     parser.add_argument("--net", action="append", default=[], help="NAME=VALUE, as iscl train --net")
     parser.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
     parser.add_argument("--train-images", type=int, default=24)
@@ -128,7 +129,7 @@ def main() -> None:
         [str(data["noisy"])], [str(data["clean"])], args.preset, network=parse_assignments(args.net, words=True),
         out=str(run_dir), steps=args.steps, batch_size=args.batch_size, patch_size=args.patch_size, lr=args.lr,
         d_lr=args.d_lr, beta2=args.beta2, window=parse_window(args.window) if args.window else None,
-        focus=parse_window(args.focus, "--focus") if args.focus else None, seed=args.seed, val_noisy=[str(data["test_noisy"])],
+        focus=parse_window(args.focus, "--focus") if args.focus else None, stabilize=args.stabilize, seed=args.seed, val_noisy=[str(data["test_noisy"])],
         val_clean=[str(data["test_clean"])], val_every=args.val_every, checkpoint_every=10**9,
         preview_every=args.val_every)
     started = time.perf_counter()

@@ -129,8 +129,10 @@ DEFAULT_CONFIG = PRESET_CONFIGS[DEFAULT_PRESET]
 def per_preset(setting: str) -> str:
     """The default of a preset-given option, for its help: ``the preset's: standard 1500, quick 1000, ...``."""
     values = {name: getattr(config, setting) for name, config in PRESET_CONFIGS.items()}
-    return "the preset's: " + ", ".join(f"{name} {'as --lr' if value is None else f'{value:g}'}"
-                                        for name, value in values.items())
+    def shown(value: Any) -> str:
+        return "as --lr" if value is None else value if isinstance(value, str) else f"{value:g}"
+
+    return "the preset's: " + ", ".join(f"{name} {shown(value)}" for name, value in values.items())
 
 
 @app.command(epilog=EXIT_STATUS)
@@ -286,6 +288,7 @@ def train(
     window: Annotated[Optional[str], typer.Option(help="Fixed intensity window LO,HI in physical units (e.g. -1000,1000 for CT in HU) instead of fitted percentiles.")] = None,
     focus: Annotated[Optional[str], typer.Option(help="Intensity range LO,HI in physical units that gets most of the networks' range (e.g. -160,240 for soft tissue in HU); values outside it stay, compressed (docs/training.md#intensity-mapping).")] = None,
     per_domain: Annotated[bool, typer.Option("--per-domain", help="Fit a separate intensity range to each domain (for different contrasts; see docs/training.md).")] = False,
+    stabilize: Annotated[Optional[str], typer.Option(help="Variance stabilisation of shot noise (generalized Anscombe transform): auto (where the noisy data show pixel-independent Poisson-Gaussian noise), on or off; measured to cost PSNR on simulated fluorescence, so off by default (docs/training.md#variance-stabilisation).", show_default=per_preset("stabilize"))] = None,
     net: Annotated[list[str], typer.Option("--net", help="Override a network setting of the preset, NAME=VALUE (e.g. --net gen_base=24); repeatable. --net gamma=W fixes the ensemble weight, which standard and quick otherwise choose after training (docs/training.md#the-ensemble-weight).")] = [],
     export: Annotated[bool, typer.Option("--export", help="Save only F and H in the model file (inference only, smaller).")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the training run already in --out (its model, checkpoint, metrics and previews).")] = False,
@@ -317,7 +320,7 @@ def train(
             val_noisy=val_noisy or None, val_clean=val_clean or None, val_every=val_every,
             checkpoint_every=checkpoint_every, preview_every=preview_every,
             window=parse_window(window) if window else None, focus=parse_window(focus, "--focus") if focus else None,
-            per_domain=per_domain, export=export, channel=channel,
+            per_domain=per_domain, stabilize=stabilize, export=export, channel=channel,
             init_from=None if init_from is None else str(init_from.resolve()),
         )
     with TrainProgress(quiet or not world.is_main, every=10) as progress:

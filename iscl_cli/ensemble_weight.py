@@ -20,6 +20,7 @@ from torch import Tensor
 
 from iscl_cli.inference import symmetry_average
 from iscl_cli.intensity import IntensityMapping
+from iscl_cli.volume import centre_crop
 from models.iscl import ISCL
 
 # The weights tried: 0 (x - H(x) alone) to 1 (F alone) in steps of 0.05.
@@ -41,12 +42,6 @@ class EnsembleWeightChoice:
         """What the model file's provenance keeps."""
         return {"gamma": self.gamma, "pairs": self.pairs,
                 "psnr_by_gamma": {f"{gamma:g}": round(psnr, 3) for gamma, psnr in self.psnr_by_gamma.items()}}
-
-
-def centre_crop(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """The ``height`` x ``width`` middle of a 2D ``image``."""
-    top, left = (image.shape[0] - height) // 2, (image.shape[1] - width) // 2
-    return image[top:top + height, left:left + width]
 
 
 def transplant_pair_psnr(model: ISCL, noisy: list[np.ndarray], clean: list[np.ndarray],

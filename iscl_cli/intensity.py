@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from numbers import Real
 from typing import Any
@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from iscl_cli.errors import IsclError
+from iscl_cli.noise_variance import NoiseVarianceFit, anscombe, fit_noise_variance, inverse_anscombe
 from iscl_cli.volume import Volume
 
 LOG = logging.getLogger("iscl")
@@ -24,6 +25,8 @@ DEFAULT_PERCENTILES = (0.01, 99.99)
 FOCUS_SHARE = 0.6
 """With ``--focus LO,HI`` this share of the networks' range [-1, 1] goes to [LO, HI]; the
 fitted range outside it keeps the rest, compressed (see ``IntensityMapping``)."""
+STABILIZE_CHOICES = ("auto", "on", "off")
+VARIANCE_FIT_SLICES = 16  # noisy slices the noise variance model is fitted on
 DISTINCT_SPAN_RATIO = 4.0
 """Domains whose fitted spans differ more than this many times, or overlap by less than
 half the smaller span, get a note suggesting ``--per-domain``."""
@@ -42,6 +45,11 @@ class IntensityMapping:
     focus and the rest on the two outer parts in proportion to their widths. Noise that is
     a few per cent of a wide range (CT in HU, from air to bone) is then several times larger
     where the tissue of interest lies, while air and bone are still represented.
+
+    With a noise variance model ``variance_slope * I + variance_intercept`` (shot noise, see
+    ``iscl_cli.noise_variance``) the maps pass through its variance-stabilising transform:
+    ``[low, high]`` stay in physical units, and the transformed range
+    ``[anscombe(low), anscombe(high)]`` is what goes to [-1, 1].
     """
 
     noisy_low: float
@@ -51,6 +59,8 @@ class IntensityMapping:
     source: str  # how it was fitted: "percentiles 0.1-99.9, shared", "window -160,240", ...
     focus_low: float | None = None
     focus_high: float | None = None
+    variance_slope: float | None = None
+    variance_intercept: float | None = None
 
     def __post_init__(self) -> None:
         for domain in ("noisy", "clean"):
@@ -66,6 +76,19 @@ class IntensityMapping:
             if not self.noisy_low <= self.focus_low < self.focus_high <= self.noisy_high:
                 raise ValueError(f"the focus range [{self.focus_low:g}, {self.focus_high:g}] must lie inside the "
                                  f"intensity range [{self.noisy_low:g}, {self.noisy_high:g}]")
+        if (self.variance_slope is None) != (self.variance_intercept is None):
+            raise ValueError("a noise variance model needs both variance_slope and variance_intercept")
+        if self.variance_slope is not None:
+            if self.focus_low is not None:
+                raise ValueError("a focus range and variance stabilisation do not combine")
+            if not (math.isfinite(self.variance_slope) and self.variance_slope > 0
+                    and math.isfinite(self.variance_intercept)):
+                raise ValueError(f"the noise variance model needs a finite slope > 0 (got {self.variance_slope})")
+            for domain in ("noisy", "clean"):
+                low, high = self._stabilized_range(domain)
+                if not high > low:
+                    raise ValueError(f"the {domain} intensity range [{self._range(domain)[0]:g}, "
+                                     f"{self._range(domain)[1]:g}] lies below the noise model's zero")
 
     @property
     def shared(self) -> bool:
@@ -76,8 +99,8 @@ class IntensityMapping:
         if self.focus_low is not None:
             physical, model = self.focus_knots()
             return np.interp(image, physical, model).astype(np.float32)
-        low, high = self._range(domain)
-        scaled = (image.astype(np.float32) - low) * np.float32(2.0 / (high - low)) - 1.0
+        low, high = self._stabilized_range(domain)
+        scaled = (self._stabilized(image) - low) * np.float32(2.0 / (high - low)) - 1.0
         return np.clip(scaled, -1.0, 1.0, out=scaled)
 
     def to_physical(self, image: np.ndarray, domain: str = "clean") -> np.ndarray:
@@ -85,8 +108,11 @@ class IntensityMapping:
         if self.focus_low is not None:
             physical, model = self.focus_knots()
             return np.interp(image, model, physical).astype(np.float32)
-        low, high = self._range(domain)
-        return ((image.astype(np.float32) + 1.0) * np.float32((high - low) / 2.0) + low).astype(np.float32)
+        low, high = self._stabilized_range(domain)
+        linear = ((image.astype(np.float32) + 1.0) * np.float32((high - low) / 2.0) + low).astype(np.float32)
+        if self.variance_slope is None:
+            return linear
+        return inverse_anscombe(linear, self.variance_slope, self.variance_intercept)
 
     def focus_knots(self) -> tuple[list[float], list[float]]:
         """The piecewise-linear map's corners: physical values and the model values they go to."""
@@ -95,6 +121,17 @@ class IntensityMapping:
         below = 2.0 * (1.0 - FOCUS_SHARE) * (focus_low - low) / outer if outer > 0 else 0.0
         share = 2.0 * FOCUS_SHARE if outer > 0 else 2.0
         return [low, focus_low, focus_high, high], [-1.0, -1.0 + below, -1.0 + below + share, 1.0]
+
+    def _stabilized(self, image: np.ndarray) -> np.ndarray:
+        if self.variance_slope is None:
+            return image.astype(np.float32)
+        return anscombe(image, self.variance_slope, self.variance_intercept)
+
+    def _stabilized_range(self, domain: str) -> tuple[float, float]:
+        low, high = self._range(domain)
+        if self.variance_slope is None:
+            return low, high
+        return tuple(float(v) for v in self._stabilized(np.array([low, high])))
 
     def _range(self, domain: str) -> tuple[float, float]:
         if domain == "noisy":
@@ -124,18 +161,24 @@ def parse_window(text: str, option: str = "--window") -> tuple[float, float]:
     return low, high
 
 
+def random_slices(volumes: Sequence[Volume], rng: np.random.Generator, max_slices: int) -> Iterator[np.ndarray]:
+    """Up to ``max_slices`` random slices of ``volumes`` (their finite pixels), in file order."""
+    slots = [(v, i) for v in volumes for i in range(len(v))]
+    picks = rng.choice(len(slots), size=min(max_slices, len(slots)), replace=False)
+    for pick in sorted(picks):
+        volume, index = slots[pick]
+        yield volume.read_finite_slice(index)
+
+
 def sample_pixels(volumes: Sequence[Volume], rng: np.random.Generator, max_slices: int = 64,
                   pixels_per_slice: int = 65536) -> np.ndarray:
     """A random subset of pixels from up to ``max_slices`` random slices of ``volumes``.
 
     Enough for robust percentiles without reading a whole (possibly huge) data set.
     """
-    slots = [(v, i) for v in volumes for i in range(len(v))]
-    picks = rng.choice(len(slots), size=min(max_slices, len(slots)), replace=False)
     samples = []
-    for pick in sorted(picks):
-        volume, index = slots[pick]
-        values = volume.read_finite_slice(index).ravel()
+    for image in random_slices(volumes, rng, max_slices):
+        values = image.ravel()
         if values.size > pixels_per_slice:
             values = values[rng.choice(values.size, size=pixels_per_slice, replace=False)]
         samples.append(values)
@@ -154,18 +197,37 @@ def robust_range(pixels: np.ndarray, percentiles: tuple[float, float], what: str
 def fit_intensity(noisy: Sequence[Volume], clean: Sequence[Volume], seed: int = 0,
                   window: tuple[float, float] | None = None, per_domain: bool = False,
                   percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
-                  focus: tuple[float, float] | None = None) -> IntensityMapping:
+                  focus: tuple[float, float] | None = None, stabilize: str = "off") -> IntensityMapping:
     """Fit the mapping on the training volumes.
 
     ``window`` fixes the range (e.g. CT in HU) for both domains. Otherwise robust
     percentiles: over both domains pooled (shared, the default, because the ensemble term
     ``x - H(x)`` is in the noisy domain's scale while ``F(x)`` is in the clean one's) or per
     domain. ``focus`` (shared ranges only) spends ``FOCUS_SHARE`` of the networks' range on
-    that part of the range; it is cut to the fitted range.
+    that part of the range; it is cut to the fitted range. ``stabilize`` (one of
+    ``STABILIZE_CHOICES``) passes the data through the variance-stabilising transform of
+    the noise's fitted variance model: ``"on"`` always, ``"auto"`` where the noisy data look
+    like pixel-independent shot noise and neither a window nor a focus is given.
     """
+    if stabilize not in STABILIZE_CHOICES:
+        raise IsclError(f"--stabilize must be one of {', '.join(STABILIZE_CHOICES)} (got {stabilize!r})")
+    if stabilize == "on" and (window is not None or focus is not None):
+        raise IsclError("--stabilize on does not combine with --window or --focus; leave one out")
     mapping = fitted_range(noisy, clean, seed, window, per_domain, percentiles)
-    if focus is None:
+    if focus is not None:
+        return focused(mapping, focus, per_domain)
+    if stabilize == "off" or (stabilize == "auto" and window is not None):
         return mapping
+    return stabilized(mapping, noise_variance_of(noisy, seed), stabilize)
+
+
+def noise_variance_of(noisy: Sequence[Volume], seed: int) -> NoiseVarianceFit:
+    """The noise variance line fitted on ``VARIANCE_FIT_SLICES`` random slices of ``noisy``."""
+    return fit_noise_variance(list(random_slices(noisy, np.random.default_rng(seed), VARIANCE_FIT_SLICES)))
+
+
+def focused(mapping: IntensityMapping, focus: tuple[float, float], per_domain: bool) -> IntensityMapping:
+    """``mapping`` with ``focus`` cut to its range (see ``fit_intensity``)."""
     if per_domain:
         raise IsclError("--focus needs one shared intensity range; leave out --per-domain")
     low, high = max(focus[0], mapping.noisy_low), min(focus[1], mapping.noisy_high)
@@ -173,6 +235,25 @@ def fit_intensity(noisy: Sequence[Volume], clean: Sequence[Volume], seed: int = 
         raise IsclError(f"--focus {focus[0]:g},{focus[1]:g} lies outside the data's intensity range "
                         f"[{mapping.noisy_low:g}, {mapping.noisy_high:g}]")
     return replace(mapping, focus_low=low, focus_high=high, source=f"{mapping.source}, focus {low:g},{high:g}")
+
+
+def stabilized(mapping: IntensityMapping, fit: NoiseVarianceFit, stabilize: str) -> IntensityMapping:
+    """``mapping`` through the variance-stabilising transform of ``fit`` where ``stabilize`` asks for it."""
+    LOG.info("noisy training data: %s", fit.describe())
+    if stabilize == "auto" and not fit.is_shot_noise():
+        return mapping
+    if not fit.slope > 0:
+        raise IsclError(f"--stabilize on: the noise variance does not grow with the intensity ({fit.describe()}); "
+                        "train with --stabilize off")
+    # The line reaches zero variance above the darkest pixels (read noise has a floor); below
+    # that the transform would flatten them all to one value, so its zero moves to the darkest.
+    lowest = min(mapping.noisy_low, mapping.clean_low)
+    intercept = max(fit.intercept, -fit.slope * lowest - 0.375 * fit.slope ** 2)
+    try:
+        return replace(mapping, variance_slope=fit.slope, variance_intercept=intercept,
+                       source=f"{mapping.source}, variance-stabilised: {fit.describe()}")
+    except ValueError as error:
+        raise IsclError(f"--stabilize: {error}; train with --stabilize off") from None
 
 
 def fitted_range(noisy: Sequence[Volume], clean: Sequence[Volume], seed: int, window: tuple[float, float] | None,

@@ -33,7 +33,7 @@ from iscl_cli.devices import autocast_dtype, resolve_device
 from iscl_cli.distributed import (World, average_buffers, averaged_numbers, data_parallel, from_every_rank,
                                   process_group, rank_device, rank_seed, rank_torch_seed, shared_from_main)
 from iscl_cli.errors import IsclError
-from iscl_cli.intensity import IntensityMapping, fit_intensity
+from iscl_cli.intensity import STABILIZE_CHOICES, IntensityMapping, fit_intensity
 from iscl_cli.io import open_volumes
 from iscl_cli.memory import format_bytes, memory_budget
 from iscl_cli.inference import TileOptions, denoise_image
@@ -100,6 +100,7 @@ class TrainConfig:
     window: tuple[float, float] | None = None
     focus: tuple[float, float] | None = None
     per_domain: bool = False
+    stabilize: str = "off"  # variance stabilisation of shot noise: auto, on or off (iscl_cli.noise_variance)
     export: bool = False
     channel: int | None = None
     init_from: str | None = None  # a model file whose five networks (and intensity mapping) the run starts from
@@ -133,6 +134,8 @@ class TrainConfig:
         for name in ("checkpoint_every", "preview_every", "val_every"):
             if getattr(self, name) < 1:
                 raise IsclError(f"--{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})")
+        if self.stabilize not in STABILIZE_CHOICES:
+            raise IsclError(f"--stabilize must be one of {', '.join(STABILIZE_CHOICES)} (got {self.stabilize!r})")
         if bool(self.val_noisy) != bool(self.val_clean):
             raise IsclError("--val-noisy and --val-clean go together (paired validation images)")
         known = {f.name for f in fields(ISCLConfig)}
@@ -223,7 +226,7 @@ class Run:
             mapping = start.mapping
         self.mapping = mapping or fit_intensity(noisy_volumes, clean_volumes, seed=config.seed,
                                                 window=config.window, per_domain=config.per_domain,
-                                                focus=config.focus)
+                                                focus=config.focus, stabilize=config.stabilize)
         self.rng = np.random.default_rng(rank_seed(config.seed, world.rank))
         self.noisy = PatchSampler(noisy_volumes, self.mapping, "noisy", config.patch_size, self.rng)
         self.clean = PatchSampler(clean_volumes, self.mapping, "clean", config.patch_size, self.rng)

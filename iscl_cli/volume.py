@@ -77,3 +77,9 @@ class Volume(ABC):
         for image in self.slices():
             low, high = min(low, float(image.min())), max(high, float(image.max()))
         return low, high
+
+
+def centre_crop(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """The ``height`` x ``width`` middle of a 2D ``image``."""
+    top, left = (image.shape[0] - height) // 2, (image.shape[1] - width) // 2
+    return image[top:top + height, left:left + width]

@@ -7,7 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from iscl_cli.ensemble_weight import GAMMA_GRID, centre_crop, choose_ensemble_weight, transplant_pair_psnr
+from iscl_cli.ensemble_weight import GAMMA_GRID, choose_ensemble_weight, transplant_pair_psnr
+from iscl_cli.volume import centre_crop
 from iscl_cli.intensity import IntensityMapping
 from tests.tiny import tiny_model
 

@@ -1,8 +1,10 @@
 import numpy as np
 import pytest
+from scipy.ndimage import gaussian_filter
 
 from iscl_cli.errors import IsclError
-from iscl_cli.intensity import FOCUS_SHARE, IntensityMapping, fit_intensity, parse_window
+from iscl_cli.intensity import FOCUS_SHARE, IntensityMapping, fit_intensity, parse_window, stabilized
+from iscl_cli.noise_variance import NoiseVarianceFit
 from tests.array_volume import ArrayVolume
 
 
@@ -119,3 +121,46 @@ def test_a_focus_outside_the_data_or_with_per_domain_ranges_is_refused():
         fit_intensity([volume], [volume], per_domain=True, focus=(10.0, 20.0))
     with pytest.raises(ValueError, match="must lie inside"):
         IntensityMapping(0.0, 1.0, 0.0, 1.0, "window", focus_low=-1.0, focus_high=0.5)
+
+
+def shot_noise_volume(seed: int, slices: int = 4) -> ArrayVolume:
+    """Poisson-Gaussian noise on smooth scenes, stored as 1000 + 2000 * intensity."""
+    rng = np.random.default_rng(seed)
+    scenes = [gaussian_filter(rng.uniform(size=(128, 128)), 5) for _ in range(slices)]
+    scenes = [0.05 + 0.95 * ((s - s.min()) / np.ptp(s)) ** 2 for s in scenes]
+    return ArrayVolume(np.stack([1000.0 + 2000.0 * (rng.poisson(20.0 * s) / 20.0 + 0.02 * rng.standard_normal(s.shape))
+                                 for s in scenes]))
+
+
+def test_auto_stabilises_shot_noise_only_and_the_stabilised_map_inverts():
+    shot = shot_noise_volume(5)
+    mapping = fit_intensity([shot], [shot], stabilize="auto")
+    assert mapping.variance_slope == pytest.approx(100.0, rel=0.25) and "variance-stabilised" in mapping.source
+    assert IntensityMapping.from_dict(mapping.to_dict()) == mapping
+    image = np.linspace(mapping.noisy_low, mapping.noisy_high, 40, dtype=np.float32)[None]
+    model_units = mapping.to_model(image, "noisy")
+    assert model_units.min() == -1.0 and model_units.max() == 1.0 and (np.diff(model_units) > 0).all()
+    np.testing.assert_allclose(mapping.to_physical(model_units, "clean"), image, rtol=1e-4)
+    # the transform spends more of [-1, 1] on the dim, less noisy part than a linear map would
+    assert mapping.to_model(np.array([mapping.noisy_low + 0.1 * (mapping.noisy_high - mapping.noisy_low)]))[0] > -0.8
+    white = ArrayVolume(np.random.default_rng(6).normal(1000.0, 30.0, size=(3, 64, 64)))
+    assert fit_intensity([white], [white], stabilize="auto").variance_slope is None
+    assert fit_intensity([shot], [shot], stabilize="off").variance_slope is None
+    assert fit_intensity([shot], [shot], window=(0.0, 5000.0), stabilize="auto").variance_slope is None
+
+
+def test_stabilising_on_demand_needs_noise_that_grows_with_intensity_and_no_window():
+    white = ArrayVolume(np.random.default_rng(7).normal(1000.0, 30.0, size=(3, 64, 64)))
+    mapping = fit_intensity([white], [white])
+    falling = NoiseVarianceFit(slope=-2.0, intercept=5000.0, r2=0.95, lag_ratio=1.0, variance_ratio=0.5)
+    with pytest.raises(IsclError, match="does not grow with the intensity"):
+        stabilized(mapping, falling, "on")
+    assert stabilized(mapping, falling, "auto") == mapping
+    with pytest.raises(IsclError, match="--stabilize on does not combine"):
+        fit_intensity([white], [white], window=(0.0, 2000.0), stabilize="on")
+    with pytest.raises(IsclError, match="--stabilize must be one of"):
+        fit_intensity([white], [white], stabilize="maybe")
+    with pytest.raises(ValueError, match="slope > 0"):
+        IntensityMapping(0.0, 1.0, 0.0, 1.0, "window", variance_slope=-1.0, variance_intercept=0.0)
+    with pytest.raises(ValueError, match="both variance_slope and variance_intercept"):
+        IntensityMapping(0.0, 1.0, 0.0, 1.0, "window", variance_slope=1.0)

@@ -10,6 +10,7 @@ import torch
 from iscl_cli.checkpoint import load_model, load_trusted_dict
 from iscl_cli.demo import read_stack, stack_scores
 from iscl_cli.errors import IsclError
+from iscl_cli.inference import TileOptions, denoise_image
 from iscl_cli.simulate import make_unpaired_set
 from iscl_cli.train import Run, TrainConfig, make_train_config, train
 from tests.tiny import TINY_NETWORK
@@ -76,6 +77,19 @@ def test_gamma_stays_where_net_gamma_per_domain_or_the_paper_preset_set_it(folde
     assert loaded.model.config.gamma == options["network"].get("gamma", 0.5)
 
 
+@pytest.mark.parametrize("stabilize, stabilized", [("auto", True), ("on", True), (None, False)])
+def test_shot_noise_data_train_variance_stabilised_only_when_asked(tmp_path, stabilize, stabilized):
+    data = make_unpaired_set(tmp_path / "data", "fluorescence", "poisson_gaussian", 4, 1, (64, 64), seed=3)
+    loaded = load_model(train(tiny_config((str(data["noisy"]), str(data["clean"])), tmp_path / "run",
+                                          stabilize=stabilize)))
+    assert (loaded.mapping.variance_slope is not None) == stabilized
+    assert ("variance-stabilised" in loaded.mapping.source) == stabilized
+    (noisy,) = read_stack(data["test_noisy"])
+    denoised = denoise_image(noisy, loaded.model, loaded.mapping, TileOptions(symmetries=1))
+    low, high = loaded.mapping.clean_low, loaded.mapping.clean_high
+    assert np.isfinite(denoised).all() and low - 1e-3 * (high - low) <= denoised.min() <= denoised.max() <= high + 1
+
+
 def test_the_optimisers_take_their_rates_and_beta2_from_the_config(folders, tmp_path):
     optimizers = Run(tiny_config(folders, tmp_path / "run", lr=1e-3, d_lr=5e-3, beta2=0.99)).optimizers
     assert optimizers.d.optimizer.defaults["lr"] == 5e-3
@@ -113,6 +127,7 @@ def test_resume_continues_bit_for_bit(folders, tmp_path):
     (dict(patch_size=8, network=dict(disc_layers=3)), "smaller than the discriminators"),
     (dict(d_lr=0.0), "--d-lr must be positive"),
     (dict(beta2=1.0), "--beta2 must lie between 0 and 1"),
+    (dict(stabilize="maybe"), "--stabilize must be one of"),
 ])
 def test_bad_settings_are_refused(overrides, message):
     network = overrides.pop("network", None)
