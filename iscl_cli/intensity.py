@@ -194,6 +194,12 @@ def robust_range(pixels: np.ndarray, percentiles: tuple[float, float], what: str
     return low, high
 
 
+def check_stabilize(stabilize: str) -> None:
+    """Refuse a ``--stabilize`` value that is not one of ``STABILIZE_CHOICES``."""
+    if stabilize not in STABILIZE_CHOICES:
+        raise IsclError(f"--stabilize must be one of {', '.join(STABILIZE_CHOICES)} (got {stabilize!r})")
+
+
 def fit_intensity(noisy: Sequence[Volume], clean: Sequence[Volume], seed: int = 0,
                   window: tuple[float, float] | None = None, per_domain: bool = False,
                   percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
@@ -209,8 +215,7 @@ def fit_intensity(noisy: Sequence[Volume], clean: Sequence[Volume], seed: int = 
     the noise's fitted variance model: ``"on"`` always, ``"auto"`` where the noisy data look
     like pixel-independent shot noise and neither a window nor a focus is given.
     """
-    if stabilize not in STABILIZE_CHOICES:
-        raise IsclError(f"--stabilize must be one of {', '.join(STABILIZE_CHOICES)} (got {stabilize!r})")
+    check_stabilize(stabilize)
     if stabilize == "on" and (window is not None or focus is not None):
         raise IsclError("--stabilize on does not combine with --window or --focus; leave one out")
     mapping = fitted_range(noisy, clean, seed, window, per_domain, percentiles)

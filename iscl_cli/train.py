@@ -33,7 +33,7 @@ from iscl_cli.devices import autocast_dtype, resolve_device
 from iscl_cli.distributed import (World, average_buffers, averaged_numbers, data_parallel, from_every_rank,
                                   process_group, rank_device, rank_seed, rank_torch_seed, shared_from_main)
 from iscl_cli.errors import IsclError
-from iscl_cli.intensity import STABILIZE_CHOICES, IntensityMapping, fit_intensity
+from iscl_cli.intensity import IntensityMapping, check_stabilize, fit_intensity
 from iscl_cli.io import open_volumes
 from iscl_cli.memory import format_bytes, memory_budget
 from iscl_cli.inference import TileOptions, denoise_image
@@ -134,8 +134,7 @@ class TrainConfig:
         for name in ("checkpoint_every", "preview_every", "val_every"):
             if getattr(self, name) < 1:
                 raise IsclError(f"--{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})")
-        if self.stabilize not in STABILIZE_CHOICES:
-            raise IsclError(f"--stabilize must be one of {', '.join(STABILIZE_CHOICES)} (got {self.stabilize!r})")
+        check_stabilize(self.stabilize)
         if bool(self.val_noisy) != bool(self.val_clean):
             raise IsclError("--val-noisy and --val-clean go together (paired validation images)")
         known = {f.name for f in fields(ISCLConfig)}
