@@ -65,10 +65,6 @@ class NoiseVarianceFit:
                 f"{self.variance_ratio:.3g}x from the 5th to the 95th intensity percentile, "
                 f"lag-2/lag-1 variance {self.lag_ratio:.2f}")
 
-    def to_dict(self) -> dict[str, float]:
-        return {"slope": self.slope, "intercept": self.intercept, "r2": self.r2, "lag_ratio": self.lag_ratio,
-                "variance_ratio": self.variance_ratio}
-
 
 def second_differences(image: np.ndarray, lag: int) -> tuple[np.ndarray, np.ndarray]:
     """``(a - 2b + c) / sqrt(6)`` of three pixels ``lag`` apart along rows and along columns
