@@ -50,7 +50,8 @@ def main() -> None:
     def denoised(network) -> np.ndarray:
         with torch.inference_mode():
             return np.stack([tiled_in_physical_units(image, network, model.translation_step or 4, torch.device("cpu"),
-                                                     mapping, TileOptions(symmetries=8)) for image in noisy])
+                                                     mapping, TileOptions(symmetries=8), model.config.noise_poses)
+                             for image in noisy])
 
     f_out, h_out = denoised(model.F), denoised(lambda x: x - model.H(x))
     outputs = {"noisy": np.stack(noisy), "F": f_out, "x - H(x)": h_out}

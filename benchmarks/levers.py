@@ -41,6 +41,7 @@ from iscl_cli.demo import read_stack, stack_scores
 from iscl_cli.inference import TileOptions, tiled_in_physical_units
 from iscl_cli.intensity import STABILIZE_CHOICES, parse_window
 from iscl_cli.noise_check import structure_score
+from iscl_cli.noise_orientation import ORIENTATION_CHOICES
 from iscl_cli.simulate import make_unpaired_set
 from iscl_cli.train import DEFAULT_PRESET, make_train_config, train
 
@@ -63,6 +64,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--window", help="LO,HI, as iscl train --window")
     parser.add_argument("--focus", help="LO,HI, as iscl train --focus")
     parser.add_argument("--stabilize", choices=STABILIZE_CHOICES, help="as iscl train --stabilize")
+    parser.add_argument("--noise-orientation", choices=ORIENTATION_CHOICES, help="as iscl train --noise-orientation")
     parser.add_argument("--net", action="append", default=[], help="NAME=VALUE, as iscl train --net")
     parser.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
     parser.add_argument("--train-images", type=int, default=24)
@@ -103,7 +105,8 @@ def scores_of_parts(model_path: Path, data: dict[str, Path], gammas: list[float]
         model.config.gamma = trained_gamma if gamma is None else gamma
         with torch.inference_mode():
             outputs = [tiled_in_physical_units(image, network, alignment, cpu, mapping,
-                                               TileOptions(symmetries=symmetries)) for image in noisy]
+                                               TileOptions(symmetries=symmetries), model.config.noise_poses)
+                       for image in noisy]
         scores = stack_scores(outputs, noisy, clean)
         result[name] = {"psnr": round(scores["denoised_psnr"], 2), "ssim": round(scores["denoised_ssim"], 3)}
         if gamma is not None:
@@ -129,7 +132,8 @@ def main() -> None:
         [str(data["noisy"])], [str(data["clean"])], args.preset, network=parse_assignments(args.net, words=True),
         out=str(run_dir), steps=args.steps, batch_size=args.batch_size, patch_size=args.patch_size, lr=args.lr,
         d_lr=args.d_lr, beta2=args.beta2, window=parse_window(args.window) if args.window else None,
-        focus=parse_window(args.focus, "--focus") if args.focus else None, stabilize=args.stabilize, seed=args.seed, val_noisy=[str(data["test_noisy"])],
+        focus=parse_window(args.focus, "--focus") if args.focus else None, stabilize=args.stabilize,
+        noise_orientation=args.noise_orientation, seed=args.seed, val_noisy=[str(data["test_noisy"])],
         val_clean=[str(data["test_clean"])], val_every=args.val_every, checkpoint_every=10**9,
         preview_every=args.val_every)
     started = time.perf_counter()

@@ -289,6 +289,7 @@ def train(
     focus: Annotated[Optional[str], typer.Option(help="Intensity range LO,HI in physical units that gets most of the networks' range (e.g. -160,240 for soft tissue in HU); values outside it stay, compressed (docs/training.md#intensity-mapping).")] = None,
     per_domain: Annotated[bool, typer.Option("--per-domain", help="Fit a separate intensity range to each domain (for different contrasts; see docs/training.md).")] = False,
     stabilize: Annotated[Optional[str], typer.Option(help="Variance stabilisation of shot noise (generalized Anscombe transform): auto (where the noisy data show pixel-independent Poisson-Gaussian noise), on or off; measured to cost PSNR on simulated fluorescence, so off by default (docs/training.md#variance-stabilisation).", show_default=per_preset("stabilize"))] = None,
+    noise_orientation: Annotated[Optional[str], typer.Option(help="The direction of the noise: rows (scan artefacts along the rows: line jitter, charging trails), columns, any (none), or auto (measured on the noisy data); noisy patches are trained, and tiles averaged, only in the poses that keep it (docs/training.md#noise-orientation).", show_default=per_preset("noise_orientation"))] = None,
     net: Annotated[list[str], typer.Option("--net", help="Override a network setting of the preset, NAME=VALUE (e.g. --net gen_base=24); repeatable. --net gamma=W fixes the ensemble weight, which standard and quick otherwise choose after training (docs/training.md#the-ensemble-weight).")] = [],
     export: Annotated[bool, typer.Option("--export", help="Save only F and H in the model file (inference only, smaller).")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the training run already in --out (its model, checkpoint, metrics and previews).")] = False,
@@ -320,7 +321,8 @@ def train(
             val_noisy=val_noisy or None, val_clean=val_clean or None, val_every=val_every,
             checkpoint_every=checkpoint_every, preview_every=preview_every,
             window=parse_window(window) if window else None, focus=parse_window(focus, "--focus") if focus else None,
-            per_domain=per_domain, stabilize=stabilize, export=export, channel=channel,
+            per_domain=per_domain, stabilize=stabilize, noise_orientation=noise_orientation, export=export,
+            channel=channel,
             init_from=None if init_from is None else str(init_from.resolve()),
         )
     with TrainProgress(quiet or not world.is_main, every=10) as progress:
@@ -340,7 +342,7 @@ def denoise(
     overlap: Annotated[float, typer.Option(help="Least tile overlap: a fraction of the tile (< 1) or pixels (>= 1).")] = DEFAULT_OVERLAP,
     blend: Annotated[str, typer.Option(help=f"Overlap blending window: {', '.join(BLEND_MODES)}.")] = DEFAULT_TILES.blend,
     batch_size: Annotated[int, typer.Option(help="Tiles per forward pass; on a GPU, slices smaller than that share one.")] = DEFAULT_TILES.batch_size,
-    symmetries: Annotated[int, typer.Option(help="Denoise each tile in this many of its 8 flips/rotations and average (1, 2, 4 or 8; 1 is 8 times faster).")] = DEFAULT_TILES.symmetries,
+    symmetries: Annotated[int, typer.Option(help="Denoise each tile in this many of its 8 flips/rotations and average (1, 2, 4 or 8; 1 is 8 times faster); at most the poses the model was trained on (2 for noise along the scan rows, docs/training.md#noise-orientation).")] = DEFAULT_TILES.symmetries,
     precision: Annotated[Optional[str], typer.Option(help=f"What the networks compute in: {', '.join(PRECISIONS)} (default bf16 on a CUDA GPU that has it, else fp32; docs/tiling.md#precision).", show_default=False)] = None,
     device: DeviceOption = "auto",
     threads: ThreadsOption = None,

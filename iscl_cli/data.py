@@ -18,6 +18,7 @@ import torch
 from iscl_cli.errors import IsclError
 from iscl_cli.intensity import IntensityMapping
 from iscl_cli.volume import Volume
+from models.iscl import NOISE_POSES
 
 # A patch whose standard deviation in model units ([-1, 1]) is below this is "near-empty"
 # (flat background, air outside a CT body): it teaches nothing, so it is redrawn.
@@ -42,11 +43,14 @@ class PatchSampler:
         rng: the generator every random choice comes from.
         slices_per_batch: distinct slices a batch is drawn from (bounds reads per step).
         cache_bytes: memory for slices kept between batches (a pure cache: results do not depend on it).
+        poses: the symmetries of the square (``augment_8fold``'s choices) a patch is drawn in.
     """
 
     def __init__(self, volumes: Sequence[Volume], mapping: IntensityMapping, domain: str, patch_size: int,
-                 rng: np.random.Generator, slices_per_batch: int = 4, cache_bytes: int = 256 * 2**20) -> None:
+                 rng: np.random.Generator, slices_per_batch: int = 4, cache_bytes: int = 256 * 2**20,
+                 poses: Sequence[int] = NOISE_POSES["any"]) -> None:
         self.mapping = mapping
+        self.poses = tuple(poses)
         self.domain = domain
         self.patch_size = patch_size
         self.rng = rng
@@ -79,7 +83,7 @@ class PatchSampler:
             patch = image[top:top + size, left:left + size]
             if patch.std() >= EMPTY_PATCH_STD:
                 break
-        return augment_8fold(patch, int(self.rng.integers(8)))
+        return augment_8fold(patch, self.poses[int(self.rng.integers(len(self.poses)))])
 
     def _slice(self, slot: int) -> np.ndarray:
         volume_index, slice_index = self.slots[slot]

@@ -51,12 +51,13 @@ def transplant_pair_psnr(model: ISCL, noisy: list[np.ndarray], clean: list[np.nd
     ``noisy[i]`` (2D slices in physical units, unrelated images), in model units.
 
     Each pair uses the middle of both slices, at most ``CROP_SIDE`` on a side and a multiple
-    of the model's translation step; the networks are averaged over ``symmetries`` poses,
-    as ``iscl denoise`` runs them.
+    of the model's translation step; the networks are averaged over the first ``symmetries``
+    of the poses they were trained on, as ``iscl denoise`` runs them.
     """
     device = next(model.parameters()).device
     step = model.translation_step or 4
-    extract, denoise_f = symmetry_average(model.H, symmetries), symmetry_average(model.F, symmetries)
+    poses = model.config.noise_poses[:symmetries]
+    extract, denoise_f = symmetry_average(model.H, poses), symmetry_average(model.F, poses)
     squared_errors = {gamma: [] for gamma in gammas}
     model.eval()
     with torch.inference_mode():

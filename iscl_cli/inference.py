@@ -6,7 +6,7 @@ writing files is ``iscl_cli.denoise``'s business.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,7 +16,7 @@ from iscl_cli.devices import autocast_dtype
 from iscl_cli.errors import IsclError
 from iscl_cli.intensity import IntensityMapping
 from iscl_cli.tiling import BLEND_MODES, overlap_pixels, sliding_window_inference, tile_count
-from models.iscl import ISCL
+from models.iscl import ISCL, NOISE_POSES
 from models.networks import ResnetGenerator
 
 Network = Callable[[torch.Tensor], torch.Tensor]
@@ -26,7 +26,8 @@ Network = Callable[[torch.Tensor], torch.Tensor]
 class TileOptions:
     """How slices are cut into tiles (see ``sliding_window_inference``), and ``symmetries``:
     how many of the square's 8 flips and rotations each tile is denoised in and averaged
-    over (test-time augmentation; 1 = the tile as it is); ``precision``: what the networks
+    over (test-time augmentation; 1 = the tile as it is; at most the poses the model was
+    trained on, ``ISCLConfig.noise_poses``); ``precision``: what the networks
     compute in, ``fp32``, ``bf16`` or ``fp16`` (None: ``autocast_dtype``'s choice for the device)."""
 
     tile_size: int = 512
@@ -75,16 +76,19 @@ def denoise_image(image: np.ndarray, model: ISCL, mapping: IntensityMapping, til
     """Denoise one 2D slice, or a stack (N, H, W) of slices whose tiles share model calls,
     given in physical units; the result is in physical units too."""
     device = next(model.parameters()).device
-    return tiled_in_physical_units(image, model.denoise, tile_alignment(model), device, mapping, tiles)
+    return tiled_in_physical_units(image, model.denoise, tile_alignment(model), device, mapping, tiles,
+                                   model.config.noise_poses)
 
 
-def tiled_in_physical_units(image: np.ndarray, network: Network, alignment: int,
-                            device: torch.device, mapping: IntensityMapping, tiles: TileOptions) -> np.ndarray:
+def tiled_in_physical_units(image: np.ndarray, network: Network, alignment: int, device: torch.device,
+                            mapping: IntensityMapping, tiles: TileOptions,
+                            poses: Sequence[int] = NOISE_POSES["any"]) -> np.ndarray:
     """``network`` (noisy model units -> clean model units) over one 2D slice or a stack
-    (N, H, W) in physical units, tile by tile with origins on multiples of ``alignment``;
-    the result in physical units, of the same shape."""
+    (N, H, W) in physical units, tile by tile with origins on multiples of ``alignment``,
+    averaged over the first ``tiles.symmetries`` of ``poses`` (the poses the network was
+    trained on: ``ISCLConfig.noise_poses``); the result in physical units, of the same shape."""
     slices = to_device(mapping.to_model(image, "noisy").reshape(-1, 1, *image.shape[-2:]), device)
-    network = symmetry_average(network, tiles.symmetries)
+    network = symmetry_average(network, tuple(poses)[:tiles.symmetries])
     out = sliding_window_inference(slices, network, tile_size=tiles.tile_size, overlap=tiles.overlap,
                                    blend=tiles.blend, batch_size=tiles.batch_size,
                                    amp_dtype=autocast_dtype(device, tiles.precision), alignment=alignment)
@@ -112,23 +116,23 @@ def to_host(tensor: torch.Tensor) -> np.ndarray:
 
 
 
-def symmetry_average(network: Network, symmetries: int = 8) -> Network:
-    """``network`` averaged over the first ``symmetries`` of the square's 8 symmetries:
-    each batch is turned (quarter turns ``k % 4``) and mirrored (``k >= 4``), denoised, turned
-    back, and the results averaged. A network trained on 8-fold augmented patches gives a
-    slightly different estimate in each pose; their mean has less of each one's error."""
-    if symmetries == 1:
+def symmetry_average(network: Network, poses: Sequence[int]) -> Network:
+    """``network`` averaged over ``poses`` of the square's 8 symmetries: for each pose ``k``
+    the batch is turned (quarter turns ``k % 4``) and mirrored (``k >= 4``), denoised, turned
+    back, and the results averaged. A network trained on patches in these poses gives a
+    slightly different estimate in each; their mean has less of each one's error."""
+    if tuple(poses) == (0,):
         return network
 
     def averaged(batch: torch.Tensor) -> torch.Tensor:
         total = None
-        for k in range(symmetries):
+        for k in poses:
             posed = torch.rot90(batch, k % 4, dims=(-2, -1))
             posed = posed.flip(-1) if k >= 4 else posed
             out = network(posed)
             out = out.flip(-1) if k >= 4 else out
             out = torch.rot90(out, -(k % 4), dims=(-2, -1)).float()
             total = out if total is None else total + out
-        return total / symmetries
+        return total / len(poses)
 
     return averaged

@@ -39,10 +39,12 @@ from iscl_cli.memory import format_bytes, memory_budget
 from iscl_cli.inference import TileOptions, denoise_image
 from iscl_cli.ensemble_weight import TRANSPLANT_PAIRS, EnsembleWeightChoice, choose_ensemble_weight
 from iscl_cli.noise_check import NoiseCheck, structure_score
+from iscl_cli.noise_orientation import DIRECTIONAL_RATIO, check_noise_orientation, measure_noise_orientation
 from iscl_cli.curves import CURVES_FILE, plot_training_curves
 from iscl_cli.preview import save_panels
 from iscl_cli.run_folder import METRICS_FILE, PREVIEWS_DIR, RunFolder
 from iscl_cli.validation import Validator
+from iscl_cli.volume import Volume
 from models.iscl import ISCL, ISCLConfig, build_optimizers
 
 LOG = logging.getLogger("iscl")
@@ -59,8 +61,10 @@ NOISE_CHECK_SLICES = 4
 STANDARD_NETWORK = dict(gen_base=16, gen_blocks=3, ext_width=16, ext_depth=8, disc_base=16, disc_layers=3)
 STANDARD_RATES = dict(batch_size=4, patch_size=64, lr=1e-4, d_lr=4e-4, beta2=0.99)
 PRESETS: dict[str, dict[str, Any]] = {
-    "standard": dict(steps=3000, **STANDARD_RATES, network=STANDARD_NETWORK, choose_gamma=True),
-    "quick": dict(steps=600, **STANDARD_RATES, network=STANDARD_NETWORK, choose_gamma=True),
+    "standard": dict(steps=3000, **STANDARD_RATES, network=STANDARD_NETWORK, choose_gamma=True,
+                     noise_orientation="auto"),
+    "quick": dict(steps=600, **STANDARD_RATES, network=STANDARD_NETWORK, choose_gamma=True,
+                  noise_orientation="auto"),
     "paper": dict(steps=100_000, batch_size=64, patch_size=64, network=dict()),
 }
 
@@ -101,6 +105,7 @@ class TrainConfig:
     focus: tuple[float, float] | None = None
     per_domain: bool = False
     stabilize: str = "off"  # variance stabilisation of shot noise: auto, on or off (iscl_cli.noise_variance)
+    noise_orientation: str = "any"  # the poses noisy patches take: auto, any, rows or columns (iscl_cli.noise_orientation)
     export: bool = False
     channel: int | None = None
     init_from: str | None = None  # a model file whose five networks (and intensity mapping) the run starts from
@@ -135,6 +140,9 @@ class TrainConfig:
             if getattr(self, name) < 1:
                 raise IsclError(f"--{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})")
         check_stabilize(self.stabilize)
+        check_noise_orientation(self.noise_orientation)
+        if "noise_orientation" in self.network:
+            raise IsclError("set the noise orientation with --noise-orientation, not --net")
         if bool(self.val_noisy) != bool(self.val_clean):
             raise IsclError("--val-noisy and --val-clean go together (paired validation images)")
         known = {f.name for f in fields(ISCLConfig)}
@@ -155,8 +163,10 @@ class TrainConfig:
         return self
 
     def model_config(self) -> ISCLConfig:
-        """The networks' configuration; eval-mode instance statistics use a training-patch-sized window."""
-        return ISCLConfig(**{"instance_window": self.patch_size, **self.network})
+        """The networks' configuration; eval-mode instance statistics use a training-patch-sized window
+        (before ``Run`` decides an ``auto`` noise orientation, the networks' default)."""
+        orientation = {} if self.noise_orientation == "auto" else {"noise_orientation": self.noise_orientation}
+        return ISCLConfig(**{"instance_window": self.patch_size, **orientation, **self.network})
 
     def to_dict(self) -> dict[str, Any]:
         values = asdict(self)
@@ -226,8 +236,11 @@ class Run:
         self.mapping = mapping or fit_intensity(noisy_volumes, clean_volumes, seed=config.seed,
                                                 window=config.window, per_domain=config.per_domain,
                                                 focus=config.focus, stabilize=config.stabilize)
+        if config.noise_orientation == "auto":
+            self.config = config = replace(config, noise_orientation=decided_orientation(noisy_volumes, config.seed))
         self.rng = np.random.default_rng(rank_seed(config.seed, world.rank))
-        self.noisy = PatchSampler(noisy_volumes, self.mapping, "noisy", config.patch_size, self.rng)
+        self.noisy = PatchSampler(noisy_volumes, self.mapping, "noisy", config.patch_size, self.rng,
+                                  poses=config.model_config().noise_poses)
         self.clean = PatchSampler(clean_volumes, self.mapping, "clean", config.patch_size, self.rng)
         torch.manual_seed(config.seed)
         self.model = ISCL(config.model_config())
@@ -386,8 +399,16 @@ def train(config: TrainConfig | None, root: Path | None = None, resume: Path | N
             return train_run(Run(config, world=world), None, progress)
         with folder.discarded_on_failure():
             run = Run(config, world=world)
-            folder.write_config(config.to_dict())
+            folder.write_config(run.config.to_dict())
         return train_run(run, folder, progress)
+
+
+def decided_orientation(noisy: Sequence[Volume], seed: int) -> str:
+    """``--noise-orientation auto``: the orientation ``measure_noise_orientation`` finds, logged."""
+    orientation, ratio = measure_noise_orientation(noisy, seed)
+    LOG.info("noise orientation: %s (row/column difference ratio %.2f of the noisy data; directional beyond %g)",
+             orientation, ratio, DIRECTIONAL_RATIO)
+    return orientation
 
 
 def refuse_another_world_size(trained_on: int, world: World, checkpoint_path: Path) -> None:
@@ -526,11 +547,13 @@ def make_train_config(noisy: Sequence[str], clean: Sequence[str], preset: str = 
 
     With ``init_from`` (fine-tuning) the networks' settings are the model's; ``network`` may
     still change the objective's weights (``lam``, ``gamma``, ...). A gamma the start model's
-    training chose is not kept: it was chosen for that model's data, and is chosen again.
+    training chose is not kept: it was chosen for that model's data, and is chosen again;
+    so is the noise orientation (``--noise-orientation``).
     """
     if options.get("init_from"):
         card = fine_tuning_start(options["init_from"]).card
         inherited = {name: value for name, value in card["config"].items()
-                     if not (name == "gamma" and "ensemble_weight" in card.get("provenance", {}))}
+                     if not (name == "gamma" and "ensemble_weight" in card.get("provenance", {}))
+                     and name != "noise_orientation"}
         network = {**inherited, **(network or {})}
     return TrainConfig.from_preset(preset, network=network, noisy=list(noisy), clean=list(clean), **options)

@@ -29,6 +29,11 @@ from models.norm import clamp_rho_
 # The paper's networks ("resnet" generators, a plain "cnn" extractor) or U-Nets (see docs/method.md).
 GENERATORS = ("resnet", "unet")
 EXTRACTORS = ("cnn", "unet")
+# The poses (of the square's 8: k % 4 quarter turns, then mirrored left-right if k >= 4) that
+# leave noise of each orientation as it was: all 8 for noise without a direction; for
+# artefacts along rows (a raster scan) the identity and the top-bottom mirror (pose 6),
+# which keep every row and its left-to-right order; for artefacts along columns pose 4.
+NOISE_POSES = {"any": (0, 1, 2, 3, 4, 5, 6, 7), "rows": (0, 6), "columns": (0, 4)}
 
 
 @dataclass
@@ -46,6 +51,8 @@ class ISCLConfig:
     ``mean_weight`` (not in the paper; 0 = off) weights a generator term that keeps each
     patch's mean brightness, |mean(F(x)) - mean(x)|, for zero-mean noise whose skew lets
     unpaired training shift the brightness (e.g. Poisson shot noise at low counts).
+    ``noise_orientation`` (not in the paper; ``NOISE_POSES``) says which poses of a noisy
+    image the networks were trained on, and so which ones test-time averaging may use.
     """
 
     channels: int = 1
@@ -66,6 +73,7 @@ class ISCLConfig:
     unet_depth: int = 2
     noise_inputs: int = 0
     x_cycle_weight: float = 1.0
+    noise_orientation: str = "any"
 
     def __post_init__(self) -> None:
         for name in ("channels", "gen_base", "gen_blocks", "ext_width", "ext_depth", "disc_base", "disc_layers"):
@@ -82,6 +90,9 @@ class ISCLConfig:
             raise ValueError(f"ISCLConfig.extractor must be one of {', '.join(EXTRACTORS)}, got {self.extractor!r}")
         if self.noise_inputs and self.generator != "unet":
             raise ValueError("ISCLConfig.noise_inputs needs generator='unet'")
+        if self.noise_orientation not in NOISE_POSES:
+            raise ValueError(f"ISCLConfig.noise_orientation must be one of {', '.join(NOISE_POSES)}, "
+                             f"got {self.noise_orientation!r}")
         if self.x_cycle_weight < 0:
             raise ValueError(f"ISCLConfig.x_cycle_weight must be >= 0, got {self.x_cycle_weight}")
         for name in ("unet_depth", "noise_inputs"):
@@ -106,6 +117,11 @@ class ISCLConfig:
     def min_patch_size(self) -> int:
         """The smallest training patch side the discriminators accept."""
         return 4 * 2**self.disc_layers
+
+    @property
+    def noise_poses(self) -> tuple[int, ...]:
+        """The poses of a noisy image the networks were trained on (``NOISE_POSES``)."""
+        return NOISE_POSES[self.noise_orientation]
 
     def to_dict(self) -> dict[str, Any]:
         """Plain Python values only (safe for ``torch.load(weights_only=True)``)."""

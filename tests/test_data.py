@@ -5,6 +5,7 @@ import torch
 from iscl_cli.data import EMPTY_PATCH_STD, PatchSampler, augment_8fold
 from iscl_cli.errors import IsclError
 from iscl_cli.intensity import IntensityMapping
+from models.iscl import NOISE_POSES
 from tests.array_volume import ArrayVolume
 
 MAPPING = IntensityMapping(0.0, 1.0, 0.0, 1.0, "window")
@@ -19,6 +20,16 @@ def test_the_eight_symmetries_are_distinct_and_exact():
     variants = [augment_8fold(patch, k) for k in range(8)]
     assert len({v.tobytes() for v in variants}) == 8
     assert all(sorted(v.ravel()) == list(range(9)) for v in variants)
+
+
+def test_row_noise_poses_keep_every_row_and_its_direction():
+    # Each row holds one value plus a ramp to the right: turning a patch would show a column ramp.
+    data = np.add.outer(np.arange(64.0), np.arange(64.0) / 64)[None] / 64
+    batch = sampler([ArrayVolume(data)], poses=NOISE_POSES["rows"]).sample(16).numpy()[:, 0]
+    rise = 2 / 64**2  # the ramp's step in model units ([0, 1] -> [-1, 1])
+    assert np.allclose(np.diff(batch, axis=2), rise, atol=1e-5)  # every row still rises to the right
+    every_pose = sampler([ArrayVolume(data)], poses=NOISE_POSES["any"]).sample(16).numpy()[:, 0]
+    assert not np.allclose(np.diff(every_pose, axis=2), rise, atol=1e-5)
 
 
 def test_batch_shape_and_model_units():

@@ -8,6 +8,7 @@ from iscl_cli.devices import autocast_dtype
 from iscl_cli.errors import IsclError
 from iscl_cli.inference import TileOptions, symmetry_average, tiled_in_physical_units
 from iscl_cli.intensity import IntensityMapping
+from models.iscl import NOISE_POSES
 
 MAPPING = IntensityMapping(0.0, 100.0, 0.0, 100.0, "test")
 
@@ -15,8 +16,8 @@ MAPPING = IntensityMapping(0.0, 100.0, 0.0, 100.0, "test")
 def test_symmetry_average_of_a_pixelwise_network_is_the_network():
     square = lambda batch: batch**2  # noqa: E731 - pointwise, so every pose gives the same answer
     batch = torch.rand(2, 1, 12, 9)
-    assert torch.allclose(symmetry_average(square, 8)(batch), square(batch), atol=1e-6)
-    assert symmetry_average(square, 1) is square
+    assert torch.allclose(symmetry_average(square, NOISE_POSES["any"])(batch), square(batch), atol=1e-6)
+    assert symmetry_average(square, (0,)) is square
 
 
 def test_symmetry_average_is_the_mean_over_the_poses_and_keeps_the_shape():
@@ -24,7 +25,7 @@ def test_symmetry_average_is_the_mean_over_the_poses_and_keeps_the_shape():
         return torch.roll(batch, 1, dims=-1)
 
     batch = torch.rand(1, 1, 6, 10)
-    averaged = symmetry_average(shift_right, 4)(batch)
+    averaged = symmetry_average(shift_right, (0, 1, 2, 3))(batch)
     # Quarter turns k = 0..3 turn a shift to the right into right, down, left and up shifts.
     expected = sum(torch.roll(batch, shift, dims=dim) for shift, dim in ((1, -1), (-1, -2), (-1, -1), (1, -2))) / 4
     assert averaged.shape == batch.shape
@@ -36,8 +37,20 @@ def test_symmetry_average_of_eight_poses_is_invariant_to_flipping_the_input():
     network = torch.nn.Conv2d(1, 1, 3, padding=1)
     batch = torch.rand(1, 1, 8, 8)
     with torch.no_grad():
-        averaged = symmetry_average(network, 8)
+        averaged = symmetry_average(network, NOISE_POSES["any"])
         assert torch.allclose(averaged(batch.flip(-1)), averaged(batch).flip(-1), atol=1e-5)
+
+
+def test_symmetry_average_over_the_row_noise_poses_keeps_rows_and_their_direction():
+    def shift_right(batch):  # a trail to the right: what row-scan noise looks like
+        return torch.roll(batch, 1, dims=-1)
+
+    batch = torch.rand(1, 1, 6, 10)
+    averaged = symmetry_average(shift_right, NOISE_POSES["rows"])(batch)
+    # The top-bottom mirror keeps a shift along the rows as it is: no pose turns it.
+    assert torch.allclose(averaged, shift_right(batch), atol=1e-6)
+    sideways = symmetry_average(shift_right, NOISE_POSES["columns"])(batch)
+    assert not torch.allclose(sideways, shift_right(batch), atol=1e-3)
 
 
 def test_tiled_inference_works_in_physical_units_with_symmetries():

@@ -90,6 +90,16 @@ def test_shot_noise_data_train_variance_stabilised_only_when_asked(tmp_path, sta
     assert np.isfinite(denoised).all() and low - 1e-3 * (high - low) <= denoised.min() <= denoised.max() <= high + 1
 
 
+@pytest.mark.parametrize("noise, orientation", [("charging", "rows"), ("film", "any")])
+def test_auto_noise_orientation_is_decided_on_the_noisy_data_and_stored(tmp_path, noise, orientation):
+    data = make_unpaired_set(tmp_path / "data", "em", noise, 4, 1, (64, 64), seed=3)
+    loaded = load_model(train(tiny_config((str(data["noisy"]), str(data["clean"])), tmp_path / "run")))
+    assert loaded.model.config.noise_orientation == orientation
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["noise_orientation"] == orientation
+    stored = load_trusted_dict(tmp_path / "run" / "checkpoint.pt", "checkpoint")["config"]
+    assert stored["noise_orientation"] == orientation  # a resumed run keeps the decision
+
+
 def test_the_optimisers_take_their_rates_and_beta2_from_the_config(folders, tmp_path):
     optimizers = Run(tiny_config(folders, tmp_path / "run", lr=1e-3, d_lr=5e-3, beta2=0.99)).optimizers
     assert optimizers.d.optimizer.defaults["lr"] == 5e-3
@@ -128,6 +138,8 @@ def test_resume_continues_bit_for_bit(folders, tmp_path):
     (dict(d_lr=0.0), "--d-lr must be positive"),
     (dict(beta2=1.0), "--beta2 must lie between 0 and 1"),
     (dict(stabilize="maybe"), "--stabilize must be one of"),
+    (dict(noise_orientation="diagonal"), "--noise-orientation must be one of"),
+    (dict(network=dict(noise_orientation="rows")), "with --noise-orientation, not --net"),
 ])
 def test_bad_settings_are_refused(overrides, message):
     network = overrides.pop("network", None)
