@@ -67,6 +67,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--noise-orientation", choices=ORIENTATION_CHOICES, help="as iscl train --noise-orientation")
     parser.add_argument("--net", action="append", default=[], help="NAME=VALUE, as iscl train --net")
     parser.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
+    parser.add_argument("--phantom", help="the images the noise is put on (iscl simulate's phantoms; default: "
+                                          "fluorescence for poisson_gaussian, ct for lowdose_ct, else em)")
     parser.add_argument("--train-images", type=int, default=24)
     parser.add_argument("--test-slices", type=int, default=8)
     parser.add_argument("--side", type=int, default=256)
@@ -81,10 +83,13 @@ def parse_args() -> argparse.Namespace:
 
 
 def exploration_data(args: argparse.Namespace) -> dict[str, Path]:
-    """The data set for this noise model and size, generated once and reused."""
-    root = args.workdir / "data" / f"{args.noise}-s{args.data_seed}-n{args.train_images}-{args.side}"
+    """The data set for this noise model, phantom and size, generated once and reused."""
+    usual = PHANTOM_FOR_NOISE.get(args.noise, "em")
+    phantom = args.phantom or usual
+    on = "" if phantom == usual else f"-on-{phantom}"
+    root = args.workdir / "data" / f"{args.noise}{on}-s{args.data_seed}-n{args.train_images}-{args.side}"
     if not (root / "test_clean.tif").exists():
-        make_unpaired_set(root, PHANTOM_FOR_NOISE.get(args.noise, "em"), args.noise, args.train_images,
+        make_unpaired_set(root, phantom, args.noise, args.train_images,
                           args.test_slices, (args.side, args.side), seed=args.data_seed)
     return {"noisy": root / "noisy", "clean": root / "clean",
             "test_noisy": root / "test_noisy.tif", "test_clean": root / "test_clean.tif"}

@@ -40,7 +40,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     for noise in NOISE_MODELS:
         for data_seed in args.data_seeds:
-            data = exploration_data(argparse.Namespace(workdir=args.workdir, noise=noise, data_seed=data_seed,
+            data = exploration_data(argparse.Namespace(workdir=args.workdir, noise=noise, phantom=None, data_seed=data_seed,
                                                        train_images=24, test_slices=8, side=256))
             orientation, ratio = measure_noise_orientation(open_volumes([str(data["noisy"])]), TRAINING_SEED)
             noisy, clean = slice_ratios(data["noisy"]), slice_ratios(data["clean"])
