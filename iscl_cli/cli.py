@@ -26,7 +26,7 @@ from iscl_cli.devices import PRECISIONS
 from iscl_cli.errors import IsclError, unexpected_error_line
 from iscl_cli.inference import TileOptions
 from iscl_cli.tiling import BLEND_MODES
-from iscl_cli.train import DEFAULT_PRESET, PRESETS, TrainConfig
+from iscl_cli.train import DEFAULT_PRESET, PRESETS, STRUCTURED_NOISE_RATES, TrainConfig
 
 EXIT_STATUS = ("Exit status: 0 done; 1 a problem with an input, option or output (one 'error:' line on stderr "
                "per problem; other inputs are still done); 2 the command line itself is wrong (a misspelt option, "
@@ -124,6 +124,7 @@ DEFAULT_OVERLAP = DEFAULT_TILES.overlap if isinstance(DEFAULT_TILES.overlap, flo
     else DEFAULT_TILES.overlap / DEFAULT_TILES.tile_size
 PRESET_CONFIGS = {name: TrainConfig.from_preset(name, noisy=[], clean=[]) for name in PRESETS}
 DEFAULT_CONFIG = PRESET_CONFIGS[DEFAULT_PRESET]
+STRUCTURED_LR, STRUCTURED_D_LR = STRUCTURED_NOISE_RATES
 
 
 def per_preset(setting: str) -> str:
@@ -272,8 +273,8 @@ def train(
     steps: Annotated[Optional[int], typer.Option(help="Training iterations; with --resume, more extend the run.", show_default=per_preset("steps"))] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Patches per domain per iteration.", show_default=per_preset("batch_size"))] = None,
     patch_size: Annotated[Optional[int], typer.Option(help="Side of the square training patches.", show_default=per_preset("patch_size"))] = None,
-    lr: Annotated[Optional[float], typer.Option(help=f"Initial learning rate of F, G and H (RAdam; decays to {DEFAULT_CONFIG.final_lr:g}).", show_default=per_preset("lr"))] = None,
-    d_lr: Annotated[Optional[float], typer.Option("--d-lr", help="The discriminators' initial learning rate.", show_default=per_preset("d_lr"))] = None,
+    lr: Annotated[Optional[float], typer.Option(help=f"Initial learning rate of F, G and H (RAdam; decays to {DEFAULT_CONFIG.final_lr:g}); standard and quick take {STRUCTURED_LR:g} where the noise is structured, not pixel-independent (docs/training.md#learning-rates-and-noise-structure).", show_default=per_preset("lr"))] = None,
+    d_lr: Annotated[Optional[float], typer.Option("--d-lr", help=f"The discriminators' initial learning rate; standard and quick take {STRUCTURED_D_LR:g} where the noise is structured. Giving --lr or --d-lr keeps both as given.", show_default=per_preset("d_lr"))] = None,
     beta2: Annotated[Optional[float], typer.Option(help="RAdam's beta2; lower values shorten its built-in warm-up.", show_default=per_preset("beta2"))] = None,
     device: DeviceOption = DEFAULT_CONFIG.device,
     threads: ThreadsOption = None,

@@ -28,6 +28,14 @@ def extractor_text(network: ISCLConfig) -> str:
     return f"{network.extractor}, width {network.ext_width}, depth {network.unet_depth}"
 
 
+def rate_cells(config: TrainConfig) -> list[str]:
+    """The lr and D lr cells, with the rates for structured noise where the preset has them."""
+    rates = [config.lr, config.d_lr if config.d_lr is not None else config.lr]
+    if config.structured_noise_rates is None:
+        return [f"{rate:g}" for rate in rates]
+    return [f"{rate:g}; structured noise {structured:g}" for rate, structured in zip(rates, config.structured_noise_rates)]
+
+
 def preset_row(name: str) -> list[str]:
     """The cells of one preset's row."""
     config = TrainConfig.from_preset(name, noisy=[], clean=[])
@@ -36,7 +44,7 @@ def preset_row(name: str) -> list[str]:
             generator_text(network), extractor_text(network),
             f"base {network.disc_base}, {network.disc_layers} layers",
             "identity" if network.identity_start else "random",
-            f"{config.lr:g}", f"{config.d_lr if config.d_lr is not None else config.lr:g}", f"{config.beta2:g}",
+            *rate_cells(config), f"{config.beta2:g}",
             f"{network.lam:g}", "chosen after training" if config.choose_gamma else f"{network.gamma:g}"]
 
 

@@ -33,13 +33,14 @@ from iscl_cli.devices import autocast_dtype, resolve_device
 from iscl_cli.distributed import (World, average_buffers, averaged_numbers, data_parallel, from_every_rank,
                                   process_group, rank_device, rank_seed, rank_torch_seed, shared_from_main)
 from iscl_cli.errors import IsclError
-from iscl_cli.intensity import IntensityMapping, check_stabilize, fit_intensity
+from iscl_cli.intensity import IntensityMapping, check_stabilize, fit_intensity, noise_variance_of
 from iscl_cli.io import open_volumes
 from iscl_cli.memory import format_bytes, memory_budget
 from iscl_cli.inference import TileOptions, denoise_image
 from iscl_cli.ensemble_weight import TRANSPLANT_PAIRS, EnsembleWeightChoice, choose_ensemble_weight
 from iscl_cli.noise_check import NoiseCheck, structure_score
 from iscl_cli.noise_orientation import DIRECTIONAL_RATIO, check_noise_orientation, measure_noise_orientation
+from iscl_cli.noise_variance import WHITE_LAG_RATIO
 from iscl_cli.curves import CURVES_FILE, plot_training_curves
 from iscl_cli.preview import save_panels
 from iscl_cli.run_folder import METRICS_FILE, PREVIEWS_DIR, RunFolder
@@ -60,11 +61,14 @@ NOISE_CHECK_SLICES = 4
 # "paper" is the paper's setting, for a GPU.
 STANDARD_NETWORK = dict(gen_base=16, gen_blocks=3, ext_width=16, ext_depth=8, disc_base=16, disc_layers=3)
 STANDARD_RATES = dict(batch_size=4, patch_size=64, lr=1e-4, d_lr=4e-4, beta2=0.99)
+# lr and d_lr where the noise is structured: measured to gain on all five structured noise
+# models and to lose on pixel-independent noise (docs/training.md#learning-rates-and-noise-structure).
+STRUCTURED_NOISE_RATES = (2e-4, 8e-4)
 PRESETS: dict[str, dict[str, Any]] = {
     "standard": dict(steps=3000, **STANDARD_RATES, network=STANDARD_NETWORK, choose_gamma=True,
-                     noise_orientation="auto"),
+                     noise_orientation="auto", structured_noise_rates=STRUCTURED_NOISE_RATES),
     "quick": dict(steps=600, **STANDARD_RATES, network=STANDARD_NETWORK, choose_gamma=True,
-                  noise_orientation="auto"),
+                  noise_orientation="auto", structured_noise_rates=STRUCTURED_NOISE_RATES),
     "paper": dict(steps=100_000, batch_size=64, patch_size=64, network=dict()),
 }
 
@@ -72,6 +76,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 DEFAULT_PRESET = "standard"
 # What may change when a run is resumed (the rest defines the run and stays as stored).
 RESUMABLE_SETTINGS = ("steps", "device", "checkpoint_every", "preview_every", "val_every")
+# Settings that are pairs: tuples in a TrainConfig, lists in JSON.
+TUPLE_SETTINGS = ("window", "focus", "structured_noise_rates")
 
 
 @dataclass
@@ -91,6 +97,9 @@ class TrainConfig:
     final_lr: float = 1e-7
     beta2: float = 0.999
     d_lr: float | None = None
+    # (lr, d_lr) that replace lr and d_lr where the noisy data are not pixel-independent;
+    # decided when the run starts (then None), left out where --lr or --d-lr is given.
+    structured_noise_rates: tuple[float, float] | None = None
     seed: int = 0
     device: str = "auto"
     network: dict[str, Any] = field(default_factory=dict)
@@ -114,10 +123,13 @@ class TrainConfig:
     @classmethod
     def from_preset(cls, preset: str, network: dict[str, Any] | None = None, **overrides: Any) -> TrainConfig:
         """The preset's values, then every override that is not None; ``network`` entries
-        override single network sizes of the preset."""
+        override single network sizes of the preset. A given ``lr`` or ``d_lr`` also sets
+        aside the preset's rates for structured noise: what the user chose is what trains."""
         if preset not in PRESETS:
             raise IsclError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
         values = {**copy.deepcopy(PRESETS[preset]), "preset": preset}
+        if overrides.get("lr") is not None or overrides.get("d_lr") is not None:
+            values["structured_noise_rates"] = None
         values.update({k: v for k, v in overrides.items() if v is not None})
         values["network"].update(network or {})
         return cls(**values).validated()
@@ -134,6 +146,8 @@ class TrainConfig:
             raise IsclError(f"--lr must be positive (got {self.lr})")
         if self.d_lr is not None and not self.d_lr > 0:
             raise IsclError(f"--d-lr must be positive (got {self.d_lr})")
+        if self.structured_noise_rates is not None and not min(self.structured_noise_rates) > 0:
+            raise IsclError(f"the rates for structured noise must be positive (got {self.structured_noise_rates})")
         if not 0 < self.beta2 < 1:
             raise IsclError(f"--beta2 must lie between 0 and 1 (got {self.beta2})")
         for name in ("checkpoint_every", "preview_every", "val_every"):
@@ -170,14 +184,14 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         values = asdict(self)
-        for name in ("window", "focus"):
+        for name in TUPLE_SETTINGS:
             values[name] = list(values[name]) if values[name] else None
         return values
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
         values = dict(values)
-        for name in ("window", "focus"):
+        for name in TUPLE_SETTINGS:
             values[name] = tuple(values[name]) if values.get(name) else None
         return cls(**values)
 
@@ -238,6 +252,8 @@ class Run:
                                                 focus=config.focus, stabilize=config.stabilize)
         if config.noise_orientation == "auto":
             self.config = config = replace(config, noise_orientation=decided_orientation(noisy_volumes, config.seed))
+        if config.structured_noise_rates is not None:
+            self.config = config = with_decided_rates(config, noisy_volumes)
         self.rng = np.random.default_rng(rank_seed(config.seed, world.rank))
         self.noisy = PatchSampler(noisy_volumes, self.mapping, "noisy", config.patch_size, self.rng,
                                   poses=config.model_config().noise_poses)
@@ -409,6 +425,21 @@ def decided_orientation(noisy: Sequence[Volume], seed: int) -> str:
     LOG.info("noise orientation: %s (row/column difference ratio %.2f of the noisy data; directional beyond %g)",
              orientation, ratio, DIRECTIONAL_RATIO)
     return orientation
+
+
+def with_decided_rates(config: TrainConfig, noisy: Sequence[Volume]) -> TrainConfig:
+    """``config`` with the rates for structured noise as its ``lr`` and ``d_lr`` unless the
+    noisy data are pixel-independent (``iscl_cli.noise_variance.WHITE_LAG_RATIO``), logged;
+    either way the choice is then made (``structured_noise_rates`` None)."""
+    lag_ratio = noise_variance_of(noisy, config.seed).lag_ratio
+    if lag_ratio <= WHITE_LAG_RATIO:
+        LOG.info("noise structure: pixel-independent (lag-2/lag-1 difference variance %.2f, at most %g): learning "
+                 "rates %g, discriminators %g", lag_ratio, WHITE_LAG_RATIO, config.lr, config.d_lr or config.lr)
+        return replace(config, structured_noise_rates=None)
+    lr, d_lr = config.structured_noise_rates
+    LOG.info("noise structure: structured (lag-2/lag-1 difference variance %.2f, above %g): learning rates %g, "
+             "discriminators %g", lag_ratio, WHITE_LAG_RATIO, lr, d_lr)
+    return replace(config, lr=lr, d_lr=d_lr, structured_noise_rates=None)
 
 
 def refuse_another_world_size(trained_on: int, world: World, checkpoint_path: Path) -> None:

@@ -266,7 +266,8 @@ def test_training_a_person_can_follow(run_cli, unpaired):
     assert result.exit_code == 0, result.output
     lines = result.stderr.splitlines()
     assert lines[0].startswith("note: noise orientation: ")  # decided on the noisy data before training
-    assert lines[1] == f"note: training in {unpaired / 'run'} (standard preset, 0 of 4 steps done, on cpu)"
+    assert lines[1].startswith("note: noise structure: ")  # and so the learning rates
+    assert lines[2] == f"note: training in {unpaired / 'run'} (standard preset, 0 of 4 steps done, on cpu)"
     assert any(line.startswith("step 2/4") and "val PSNR" in line for line in lines)
     with open(unpaired / "run" / "curves.png", "rb") as png:
         assert png.read(8) == b"\x89PNG\r\n\x1a\n"

@@ -98,6 +98,23 @@ def test_auto_noise_orientation_is_decided_on_the_noisy_data_and_stored(tmp_path
     assert json.loads((tmp_path / "run" / "config.json").read_text())["noise_orientation"] == orientation
     stored = load_trusted_dict(tmp_path / "run" / "checkpoint.pt", "checkpoint")["config"]
     assert stored["noise_orientation"] == orientation  # a resumed run keeps the decision
+    assert (stored["lr"], stored["d_lr"], stored["structured_noise_rates"]) == (2e-4, 8e-4, None)  # and its rates
+
+
+@pytest.mark.parametrize("phantom, noise, rates", [("em", "charging", (2e-4, 8e-4)),
+                                                  ("fluorescence", "poisson_gaussian", (1e-4, 4e-4))])
+def test_the_preset_takes_its_rates_for_structured_noise_only_where_the_noise_is_structured(
+        tmp_path, phantom, noise, rates):
+    data = make_unpaired_set(tmp_path / "data", phantom, noise, 4, 1, (64, 64), seed=3)
+    run = Run(tiny_config((str(data["noisy"]), str(data["clean"])), tmp_path / "run"))
+    assert (run.config.lr, run.config.d_lr) == rates and run.config.structured_noise_rates is None
+    assert run.optimizers.g.defaults["lr"] == rates[0] and run.optimizers.d.optimizer.defaults["lr"] == rates[1]
+
+
+def test_given_rates_set_aside_the_rates_for_structured_noise(tmp_path):
+    data = make_unpaired_set(tmp_path / "data", "em", "charging", 4, 1, (64, 64), seed=3)
+    run = Run(tiny_config((str(data["noisy"]), str(data["clean"])), tmp_path / "run", lr=3e-4))
+    assert (run.config.lr, run.config.d_lr) == (3e-4, 4e-4)  # the preset's d_lr, not its structured-noise one
 
 
 def test_the_optimisers_take_their_rates_and_beta2_from_the_config(folders, tmp_path):
