@@ -29,6 +29,7 @@ import argparse
 import json
 import shutil
 import time
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +94,17 @@ def exploration_data(args: argparse.Namespace) -> dict[str, Path]:
                           args.test_slices, (args.side, args.side), seed=args.data_seed)
     return {"noisy": root / "noisy", "clean": root / "clean",
             "test_noisy": root / "test_noisy.tif", "test_clean": root / "test_clean.tif"}
+
+
+def exploration_sets(workdir: Path, noises: Iterable[str], data_seeds: Sequence[int],
+                     train_images: int = 24) -> Iterator[tuple[str, int, dict[str, Path]]]:
+    """(noise model, data seed, data set) for each of ``noises`` and ``data_seeds``: on each
+    noise model's usual phantom, 256x256 images and 8 test pairs, generated once and reused."""
+    for noise in noises:
+        for data_seed in data_seeds:
+            yield noise, data_seed, exploration_data(argparse.Namespace(
+                workdir=workdir, noise=noise, phantom=None, data_seed=data_seed, train_images=train_images,
+                test_slices=8, side=256))
 
 
 def scores_of_parts(model_path: Path, data: dict[str, Path], gammas: list[float]) -> dict[str, Any]:

@@ -19,7 +19,7 @@ import numpy as np
 
 from iscl_cli.io import open_volumes
 from iscl_cli.noise_orientation import measure_noise_orientation, row_difference_ratio
-from levers import exploration_data
+from levers import exploration_sets
 from quality import NOISE_MODELS
 
 TRAINING_SEED = 0  # iscl train's default seed, which picks the tested slices
@@ -38,14 +38,11 @@ def main() -> None:
     args = parser.parse_args()
     print("| noise model | data seed | noisy: median of 16 (decided on) | noisy: all slices | clean: median | decision |")
     print("|---|---|---|---|---|---|")
-    for noise in NOISE_MODELS:
-        for data_seed in args.data_seeds:
-            data = exploration_data(argparse.Namespace(workdir=args.workdir, noise=noise, phantom=None, data_seed=data_seed,
-                                                       train_images=24, test_slices=8, side=256))
-            orientation, ratio = measure_noise_orientation(open_volumes([str(data["noisy"])]), TRAINING_SEED)
-            noisy, clean = slice_ratios(data["noisy"]), slice_ratios(data["clean"])
-            print(f"| {noise} | {data_seed} | {ratio:.2f} | {np.nanmin(noisy):.2f} to {np.nanmax(noisy):.2f} | "
-                  f"{np.nanmedian(clean):.2f} | {orientation} |")
+    for noise, data_seed, data in exploration_sets(args.workdir, NOISE_MODELS, args.data_seeds):
+        orientation, ratio = measure_noise_orientation(open_volumes([str(data["noisy"])]), TRAINING_SEED)
+        noisy, clean = slice_ratios(data["noisy"]), slice_ratios(data["clean"])
+        print(f"| {noise} | {data_seed} | {ratio:.2f} | {np.nanmin(noisy):.2f} to {np.nanmax(noisy):.2f} | "
+              f"{np.nanmedian(clean):.2f} | {orientation} |")
 
 if __name__ == "__main__":
     main()

@@ -20,7 +20,7 @@ from pathlib import Path
 from iscl_cli.intensity import noise_variance_of
 from iscl_cli.io import open_volumes
 from iscl_cli.noise_variance import WHITE_LAG_RATIO
-from levers import EXPLORATION_SEED, exploration_data
+from levers import EXPLORATION_SEED, exploration_sets
 from quality import NOISE_MODELS
 
 
@@ -33,14 +33,11 @@ def main() -> None:
     args = parser.parse_args()
     print("| noise model | data seed | shot noise | r2 | variance 95th / 5th percentile | lag-2 / lag-1 | noise |")
     print("|---|---|---|---|---|---|---|")
-    for noise in NOISE_MODELS:
-        for data_seed in args.data_seeds:
-            data = exploration_data(argparse.Namespace(workdir=args.workdir, noise=noise, phantom=None, data_seed=data_seed,
-                                                       train_images=args.train_images, test_slices=8, side=256))
-            fit = noise_variance_of(open_volumes([str(data["noisy"])]), args.seed)
-            structure = "pixel-independent" if fit.lag_ratio <= WHITE_LAG_RATIO else "structured"
-            print(f"| {noise} | {data_seed} | {'yes' if fit.is_shot_noise() else 'no'} | {fit.r2:.2f} | "
-                  f"{fit.variance_ratio:.3g} | {fit.lag_ratio:.2f} | {structure} |")
+    for noise, data_seed, data in exploration_sets(args.workdir, NOISE_MODELS, args.data_seeds, args.train_images):
+        fit = noise_variance_of(open_volumes([str(data["noisy"])]), args.seed)
+        structure = "pixel-independent" if fit.lag_ratio <= WHITE_LAG_RATIO else "structured"
+        print(f"| {noise} | {data_seed} | {'yes' if fit.is_shot_noise() else 'no'} | {fit.r2:.2f} | "
+              f"{fit.variance_ratio:.3g} | {fit.lag_ratio:.2f} | {structure} |")
 
 
 if __name__ == "__main__":
