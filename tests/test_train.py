@@ -154,6 +154,7 @@ def test_resume_continues_bit_for_bit(folders, tmp_path):
     (dict(patch_size=8, network=dict(disc_layers=3)), "smaller than the discriminators"),
     (dict(d_lr=0.0), "--d-lr must be positive"),
     (dict(beta2=1.0), "--beta2 must lie between 0 and 1"),
+    (dict(structured_noise_rates=(2e-4, 0.0)), "the rates for structured noise must be positive"),
     (dict(stabilize="maybe"), "--stabilize must be one of"),
     (dict(noise_orientation="diagonal"), "--noise-orientation must be one of"),
     (dict(network=dict(noise_orientation="rows")), "with --noise-orientation, not --net"),
