@@ -203,7 +203,8 @@ def check_stabilize(stabilize: str) -> None:
 def fit_intensity(noisy: Sequence[Volume], clean: Sequence[Volume], seed: int = 0,
                   window: tuple[float, float] | None = None, per_domain: bool = False,
                   percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
-                  focus: tuple[float, float] | None = None, stabilize: str = "off") -> IntensityMapping:
+                  focus: tuple[float, float] | None = None, stabilize: str = "off",
+                  noise_fit: NoiseVarianceFit | None = None) -> IntensityMapping:
     """Fit the mapping on the training volumes.
 
     ``window`` fixes the range (e.g. CT in HU) for both domains. Otherwise robust
@@ -214,6 +215,7 @@ def fit_intensity(noisy: Sequence[Volume], clean: Sequence[Volume], seed: int = 
     ``STABILIZE_CHOICES``) passes the data through the variance-stabilising transform of
     the noise's fitted variance model: ``"on"`` always, ``"auto"`` where the noisy data look
     like pixel-independent shot noise and neither a window nor a focus is given.
+    ``noise_fit`` is ``noise_variance_of(noisy, seed)`` where the caller already has it.
     """
     check_stabilize(stabilize)
     if stabilize == "on" and (window is not None or focus is not None):
@@ -223,7 +225,7 @@ def fit_intensity(noisy: Sequence[Volume], clean: Sequence[Volume], seed: int = 
         return focused(mapping, focus, per_domain)
     if stabilize == "off" or (stabilize == "auto" and window is not None):
         return mapping
-    return stabilized(mapping, noise_variance_of(noisy, seed), stabilize)
+    return stabilized(mapping, noise_fit or noise_variance_of(noisy, seed), stabilize)
 
 
 def noise_variance_of(noisy: Sequence[Volume], seed: int) -> NoiseVarianceFit:

@@ -247,13 +247,16 @@ class Run:
         start = fine_tuning_start(config.init_from) if config.init_from and mapping is None else None
         if start is not None:  # the weights expect the units they were trained in
             mapping = start.mapping
+        # The noise variance fit serves the rates' decision and the stabilisation: fitted once.
+        needs_noise_fit = config.structured_noise_rates is not None or (mapping is None and config.stabilize != "off")
+        noise_fit = noise_variance_of(noisy_volumes, config.seed) if needs_noise_fit else None
         self.mapping = mapping or fit_intensity(noisy_volumes, clean_volumes, seed=config.seed,
                                                 window=config.window, per_domain=config.per_domain,
-                                                focus=config.focus, stabilize=config.stabilize)
+                                                focus=config.focus, stabilize=config.stabilize, noise_fit=noise_fit)
         if config.noise_orientation == "auto":
             self.config = config = replace(config, noise_orientation=decided_orientation(noisy_volumes, config.seed))
         if config.structured_noise_rates is not None:
-            self.config = config = with_decided_rates(config, noisy_volumes)
+            self.config = config = with_decided_rates(config, noise_fit.lag_ratio)
         self.rng = np.random.default_rng(rank_seed(config.seed, world.rank))
         self.noisy = PatchSampler(noisy_volumes, self.mapping, "noisy", config.patch_size, self.rng,
                                   poses=config.model_config().noise_poses)
@@ -427,11 +430,11 @@ def decided_orientation(noisy: Sequence[Volume], seed: int) -> str:
     return orientation
 
 
-def with_decided_rates(config: TrainConfig, noisy: Sequence[Volume]) -> TrainConfig:
+def with_decided_rates(config: TrainConfig, lag_ratio: float) -> TrainConfig:
     """``config`` with the rates for structured noise as its ``lr`` and ``d_lr`` unless the
-    noisy data are pixel-independent (``iscl_cli.noise_variance.WHITE_LAG_RATIO``), logged;
-    either way the choice is then made (``structured_noise_rates`` None)."""
-    lag_ratio = noise_variance_of(noisy, config.seed).lag_ratio
+    noisy data's ``lag_ratio`` (``iscl_cli.noise_variance``) says they are pixel-independent
+    (at most ``WHITE_LAG_RATIO``), logged; either way the choice is then made
+    (``structured_noise_rates`` None)."""
     if lag_ratio <= WHITE_LAG_RATIO:
         LOG.info("noise structure: pixel-independent (lag-2/lag-1 difference variance %.2f, at most %g): learning "
                  "rates %g, discriminators %g", lag_ratio, WHITE_LAG_RATIO, config.lr, config.d_lr or config.lr)

@@ -111,6 +111,24 @@ def test_the_preset_takes_its_rates_for_structured_noise_only_where_the_noise_is
     assert run.optimizers.g.defaults["lr"] == rates[0] and run.optimizers.d.optimizer.defaults["lr"] == rates[1]
 
 
+@pytest.mark.parametrize("stabilize", ["off", "auto", "on"])
+def test_the_noise_variance_is_fitted_once_for_the_rates_and_the_stabilisation(tmp_path, monkeypatch, stabilize):
+    import iscl_cli.intensity
+    import iscl_cli.train
+    data = make_unpaired_set(tmp_path / "data", "fluorescence", "poisson_gaussian", 4, 1, (64, 64), seed=3)
+    fit_once, calls = iscl_cli.intensity.noise_variance_of, []
+
+    def counted(noisy, seed):
+        calls.append(seed)
+        return fit_once(noisy, seed)
+
+    monkeypatch.setattr(iscl_cli.intensity, "noise_variance_of", counted)
+    monkeypatch.setattr(iscl_cli.train, "noise_variance_of", counted)
+    run = Run(tiny_config((str(data["noisy"]), str(data["clean"])), tmp_path / "run", stabilize=stabilize))
+    assert len(calls) == 1
+    assert (run.mapping.variance_slope is not None) == (stabilize != "off")  # auto: this noise is shot noise
+
+
 def test_given_rates_set_aside_the_rates_for_structured_noise(tmp_path):
     data = make_unpaired_set(tmp_path / "data", "em", "charging", 4, 1, (64, 64), seed=3)
     run = Run(tiny_config((str(data["noisy"]), str(data["clean"])), tmp_path / "run", lr=3e-4))
