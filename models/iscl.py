@@ -3,8 +3,8 @@
 X is the noisy domain, Y the clean one, images in [-1, 1]. F: X -> Y denoises, G: Y -> X
 adds noise, H: X -> noise extracts it, D_X and D_Y tell real from fake. One iteration runs
 three updates in order: the discriminators (hinge + boosting), the generators F and G
-(adversarial + lambda * (cycle + bypass)), and the extractor H (pseudo-noise label + noise
-consistency). The denoised output is gamma * F(x) + (1 - gamma) * (x - H(x)).
+(adversarial + lambda * (cycle + bypass), optionally a Noise2Void blind-spot term), and the
+extractor H (pseudo-noise label + noise consistency). The denoised output is gamma * F(x) + (1 - gamma) * (x - H(x)).
 """
 
 from __future__ import annotations
@@ -53,6 +53,8 @@ class ISCLConfig:
     unpaired training shift the brightness (e.g. Poisson shot noise at low counts).
     ``noise_orientation`` (not in the paper; ``NOISE_POSES``) says which poses of a noisy
     image the networks were trained on, and so which ones test-time averaging may use.
+    ``blind_spot_weight`` (not in the paper; 0 = off) weights a Noise2Void term for F on the
+    noisy batch, ``blind_spot_loss``: right only where the noise is pixel-independent.
     """
 
     channels: int = 1
@@ -74,6 +76,7 @@ class ISCLConfig:
     noise_inputs: int = 0
     x_cycle_weight: float = 1.0
     noise_orientation: str = "any"
+    blind_spot_weight: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("channels", "gen_base", "gen_blocks", "ext_width", "ext_depth", "disc_base", "disc_layers"):
@@ -102,8 +105,9 @@ class ISCLConfig:
             raise ValueError(f"ISCLConfig.ext_depth must be at least 2, got {self.ext_depth}")
         if self.lam < 0:
             raise ValueError(f"ISCLConfig.lam must be >= 0, got {self.lam}")
-        if self.mean_weight < 0:
-            raise ValueError(f"ISCLConfig.mean_weight must be >= 0, got {self.mean_weight}")
+        for name in ("mean_weight", "blind_spot_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"ISCLConfig.{name} must be >= 0, got {getattr(self, name)}")
         if not 0.0 <= self.gamma <= 1.0:
             raise ValueError(f"ISCLConfig.gamma must be in [0, 1], got {self.gamma}")
         for name in ("identity_start", "residual"):
@@ -165,6 +169,58 @@ def _l1(a: Tensor, b: Tensor) -> Tensor:
     return (a - b).abs().mean()
 
 
+# Noise2Void's masking: one pixel per BLIND_SPOT_CELL x BLIND_SPOT_CELL cell (1.6 % of the
+# pixels, as in Krull et al. 2019) takes the value of another pixel at most
+# BLIND_SPOT_REACH away, so a network cannot learn to copy the pixel it is asked for.
+BLIND_SPOT_CELL = 8
+BLIND_SPOT_REACH = 2
+
+
+def blind_spot_batch(x: Tensor) -> tuple[Tensor, Tensor]:
+    """``x`` (B, C, h, w) with one random pixel per cell replaced by a random neighbour's value,
+    and the (B, 1, h, w) mask of the replaced pixels (1 there, else 0).
+
+    Drawn from torch's CPU generator (a checkpoint holds its state), whatever ``x``'s device.
+    """
+    batch, _, height, width = x.shape
+    if min(height, width) <= 2 * BLIND_SPOT_REACH:
+        raise ValueError(f"blind-spot masking needs images larger than {2 * BLIND_SPOT_REACH} pixels, got {height}x{width}")
+    cells = (batch, math.ceil(height / BLIND_SPOT_CELL), math.ceil(width / BLIND_SPOT_CELL))
+
+    def positions(size: int, cell_axis: int) -> Tensor:
+        starts = torch.arange(cells[cell_axis]) * BLIND_SPOT_CELL
+        shape = [1, 1, 1]
+        shape[cell_axis] = -1
+        offsets = torch.randint(0, BLIND_SPOT_CELL, cells)
+        return (starts.view(shape) + offsets).clamp(max=size - 1)
+
+    rows, cols = positions(height, 1), positions(width, 2)
+    side = 2 * BLIND_SPOT_REACH + 1
+    shift = torch.randint(0, side * side - 1, cells)
+    shift = shift + (shift >= side * side // 2).long()  # skip the centre: never the pixel itself
+    d_row, d_col = shift // side - BLIND_SPOT_REACH, shift % side - BLIND_SPOT_REACH
+
+    def source(position: Tensor, delta: Tensor, size: int) -> Tensor:
+        moved = position + delta
+        return torch.where((moved < 0) | (moved >= size), position - delta, moved)  # mirror at the border
+
+    images = torch.arange(batch).view(-1, 1, 1)
+    index = [t.to(x.device) for t in (images, rows, cols, source(rows, d_row, height), source(cols, d_col, width))]
+    images, rows, cols, source_rows, source_cols = index
+    masked = x.clone()
+    masked[images, :, rows, cols] = x[images, :, source_rows, source_cols]
+    mask = torch.zeros_like(x[:, :1])
+    mask[images, 0, rows, cols] = 1.0
+    return masked, mask
+
+
+def blind_spot_loss(f_masked: Tensor, x: Tensor, mask: Tensor) -> Tensor:
+    """Noise2Void's loss: the mean squared error of ``f_masked`` = F(masked x) against the noisy
+    ``x`` on the masked pixels only. Its minimum is the noise's conditional mean where the
+    noise is pixel-independent; structured noise it learns to keep."""
+    return ((f_masked - x) ** 2 * mask).sum() / (mask.sum() * x.shape[1])
+
+
 class ISCL(nn.Module):
     """The five ISCL networks (attributes F, G, H, D_X, D_Y), their losses and one training step."""
 
@@ -224,8 +280,10 @@ class ISCL(nn.Module):
         return sum(terms.values()), terms
 
     def generator_loss(self, x: Tensor, y: Tensor, fx: Tensor, hx: Tensor, g_fx: Tensor, f_gy: Tensor,
-                       f_y_hx: Tensor, dy_fx: Tensor, dx_gy: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        """Adversarial + lambda * (cycle + bypass) + mean_weight * brightness for F and G.
+                       f_y_hx: Tensor, dy_fx: Tensor, dx_gy: Tensor,
+                       blind_spot: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+        """Adversarial + lambda * (cycle + bypass) + mean_weight * brightness for F and G,
+        plus blind_spot_weight * ``blind_spot`` (``blind_spot_loss``) where it is given.
 
         ``fx`` = F(x), ``hx`` = H(x), ``g_fx`` = G(F(x)), ``f_gy`` = F(G(y)),
         ``f_y_hx`` = F(y + H(x)), ``dy_fx`` = D_Y(F(x)), ``dx_gy`` = D_X(G(y)).
@@ -240,6 +298,9 @@ class ISCL(nn.Module):
         }
         total = (terms["g_adv_x"] + terms["g_adv_y"] + self.config.lam * (terms["g_cycle"] + terms["g_bypass"])
                  + self.config.mean_weight * terms["g_mean"])
+        if blind_spot is not None:
+            terms["g_blind_spot"] = blind_spot
+            total = total + self.config.blind_spot_weight * blind_spot
         return total, terms
 
     @staticmethod
@@ -293,9 +354,13 @@ class ISCL(nn.Module):
         # fake batch again scored together with a real one.
         with _frozen(self.D_X, self.D_Y):
             (_, dx_gy), (_, dy_fx) = scores(self.D_X, x, gy), scores(self.D_Y, y, fx)
+            blind_spot = None
+            if self.config.blind_spot_weight > 0:
+                masked, mask = blind_spot_batch(x)
+                blind_spot = blind_spot_loss(run(self.F, masked), x, mask)
             g_total, g_terms = self.generator_loss(
                 x, y, fx, hx_const, g_fx=run(self.G, fx), f_gy=run(self.F, gy),
-                f_y_hx=run(self.F, y + hx_const), dy_fx=dy_fx, dx_gy=dx_gy)
+                f_y_hx=run(self.F, y + hx_const), dy_fx=dy_fx, dx_gy=dx_gy, blind_spot=blind_spot)
         _update(opt_g, g_total, (self.F, self.G))
 
         # 3. Extractor. F and G just changed, so the labels F(x) and G(y) are recomputed.

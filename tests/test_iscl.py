@@ -10,7 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from models.iscl import ISCL, ISCLConfig, build_optimizers, first_adaptive_step
+from models.iscl import (BLIND_SPOT_CELL, BLIND_SPOT_REACH, ISCL, ISCLConfig, blind_spot_batch, blind_spot_loss,
+                         build_optimizers, first_adaptive_step)
 from models.norm import BatchInstanceNorm2d
 
 NETS = ("F", "G", "H", "D_X", "D_Y")
@@ -53,7 +54,7 @@ def test_config_refuses_unknown_fields_and_bad_values() -> None:
     with pytest.raises(ValueError, match="unknown ISCLConfig field"):
         ISCLConfig.from_dict({"gen_width": 8})
     for bad in ({"ext_depth": 1}, {"gamma": 1.5}, {"gen_base": 0}, {"instance_window": 0}, {"lam": -1.0},
-                {"identity_start": 2}):
+                {"identity_start": 2}, {"blind_spot_weight": -1.0}):
         with pytest.raises(ValueError):
             ISCLConfig(**bad)
 
@@ -113,6 +114,47 @@ def test_the_brightness_term_enters_the_generator_loss_with_its_weight() -> None
     (plain, terms), (weighted, _) = totals
     assert terms["g_mean"].item() == pytest.approx(0.3)  # |0.4 - 0.1|
     assert weighted.item() - plain.item() == pytest.approx(10.0 * 0.3)
+
+
+def test_blind_spot_batch_replaces_one_pixel_per_cell_by_a_near_neighbour() -> None:
+    torch.manual_seed(3)
+    x = torch.arange(2 * 3 * 37 * 29, dtype=torch.float32).view(2, 3, 37, 29)  # every value distinct
+    masked, mask = blind_spot_batch(x)
+    cells = math.ceil(37 / BLIND_SPOT_CELL) * math.ceil(29 / BLIND_SPOT_CELL)
+    assert mask.shape == (2, 1, 37, 29)
+    assert mask.sum().item() == 2 * cells
+    changed = masked != x
+    assert torch.equal(changed.any(dim=1, keepdim=True), mask.bool())  # exactly the masked pixels changed
+    assert torch.equal(changed.all(dim=1, keepdim=True), mask.bool())  # in every channel
+    for image, _, row, col in mask.nonzero().tolist():
+        source = (x[image] == masked[image, 0, row, col]).nonzero()[0].tolist()
+        _, source_row, source_col = source
+        assert 0 < max(abs(source_row - row), abs(source_col - col)) <= BLIND_SPOT_REACH
+        assert torch.equal(masked[image, :, row, col], x[image, :, source_row, source_col])
+
+
+def test_blind_spot_batch_refuses_images_too_small_for_a_neighbour() -> None:
+    with pytest.raises(ValueError, match="larger than"):
+        blind_spot_batch(torch.zeros(1, 1, 2 * BLIND_SPOT_REACH, 16))
+
+
+def test_blind_spot_loss_is_the_squared_error_on_masked_pixels_only() -> None:
+    x = torch.zeros(1, 2, 1, 4)
+    prediction = torch.tensor([[[[1.0, 5.0, 2.0, 7.0]], [[3.0, 5.0, 0.0, 7.0]]]])
+    mask = torch.tensor([[[[1.0, 0.0, 1.0, 0.0]]]])
+    assert blind_spot_loss(prediction, x, mask).item() == pytest.approx((1 + 4 + 9 + 0) / 4)
+
+
+def test_the_blind_spot_term_enters_the_generator_loss_with_its_weight() -> None:
+    images = dict(fx=_image(0.3, 0.5), hx=_image(0.0, 0.0), g_fx=_image(0.1, 0.1), f_gy=_image(0.0, 0.0),
+                  f_y_hx=_image(0.0, 0.0), dy_fx=_row(0.0), dx_gy=_row(0.0))
+    x, y = _image(0.1, 0.1), _image(0.0, 0.0)
+    model = ISCL(ISCLConfig(**{**TINY.to_dict(), "blind_spot_weight": 20.0}))
+    plain, plain_terms = model.generator_loss(x, y, **images)
+    weighted, terms = model.generator_loss(x, y, **images, blind_spot=torch.tensor(0.25))
+    assert "g_blind_spot" not in plain_terms
+    assert terms["g_blind_spot"].item() == pytest.approx(0.25)
+    assert weighted.item() - plain.item() == pytest.approx(20.0 * 0.25)
 
 
 def test_extractor_loss_is_pseudo_noise_label_plus_noise_consistency() -> None:
@@ -301,6 +343,20 @@ def test_train_step_runs_each_network_only_as_often_as_needed() -> None:
     # D_X, D_Y: one joint call (real, fake, boost) in the D update, one (real, fake) with the
     # new weights in the G update.
     assert calls == {"F": 4, "G": 3, "H": 2, "D_X": 2, "D_Y": 2}
+
+
+def test_train_step_with_the_blind_spot_term_runs_F_once_more_and_reports_it() -> None:
+    torch.manual_seed(0)
+    model = ISCL(ISCLConfig(**{**TINY.to_dict(), "blind_spot_weight": 10.0}))
+    calls = {"F": 0}
+    model.F.register_forward_hook(lambda *_: calls.__setitem__("F", calls["F"] + 1))
+    x, y = _batches()[0]
+    losses = model.train_step(x, y, *build_optimizers(model, lr=1e-3, total_steps=10).step_optimizers())
+    assert calls["F"] == 5  # F on the masked noisy batch, besides the four passes above
+    assert losses["g_blind_spot"] > 0
+    assert losses["g_total"] == pytest.approx(losses["g_adv_x"] + losses["g_adv_y"]
+                                              + TINY.lam * (losses["g_cycle"] + losses["g_bypass"])
+                                              + 10.0 * losses["g_blind_spot"], rel=1e-5)
 
 
 def test_train_step_feeds_each_loss_the_right_forward_passes() -> None:
