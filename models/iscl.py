@@ -4,7 +4,8 @@ X is the noisy domain, Y the clean one, images in [-1, 1]. F: X -> Y denoises, G
 adds noise, H: X -> noise extracts it, D_X and D_Y tell real from fake. One iteration runs
 three updates in order: the discriminators (hinge + boosting), the generators F and G
 (adversarial + lambda * (cycle + bypass), optionally a Noise2Void blind-spot term), and the
-extractor H (pseudo-noise label + noise consistency). The denoised output is gamma * F(x) + (1 - gamma) * (x - H(x)).
+extractor H (pseudo-noise label + noise consistency). The denoised output is
+gamma * F(x) + (1 - gamma) * (x - H(x)).
 """
 
 from __future__ import annotations
@@ -205,8 +206,8 @@ def blind_spot_batch(x: Tensor) -> tuple[Tensor, Tensor]:
         return torch.where((moved < 0) | (moved >= size), position - delta, moved)  # mirror at the border
 
     images = torch.arange(batch).view(-1, 1, 1)
-    index = [t.to(x.device) for t in (images, rows, cols, source(rows, d_row, height), source(cols, d_col, width))]
-    images, rows, cols, source_rows, source_cols = index
+    images, rows, cols, source_rows, source_cols = (
+        t.to(x.device) for t in (images, rows, cols, source(rows, d_row, height), source(cols, d_col, width)))
     masked = x.clone()
     masked[images, :, rows, cols] = x[images, :, source_rows, source_cols]
     mask = torch.zeros_like(x[:, :1])
