@@ -30,6 +30,7 @@ from iscl_cli.data import PatchSampler
 from iscl_cli.demo import read_stack
 from iscl_cli.inference import TileOptions, tiled_in_physical_units
 from iscl_cli.io import open_volumes
+from models.iscl import ISCL
 from models.networks import UNet
 from quality import scores
 
@@ -48,7 +49,7 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def pseudo_pairs(model: torch.nn.Module, clean: PatchSampler, noisy: PatchSampler, kind: str,
+def pseudo_pairs(model: ISCL, clean: PatchSampler, noisy: PatchSampler, kind: str,
                  batch: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(pseudo-noisy, clean) patches in model units from the frozen generator and extractor."""
     y = clean.sample(batch)
